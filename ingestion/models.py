@@ -1,0 +1,215 @@
+"""Procurement data (suppliers, materials, purchase orders and their lines) and the uploads
+that feed it. Money and quantities are Decimals; currencies are ISO 4217 codes."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+def default_currency() -> str:
+    return settings.INGEST_DEFAULT_CURRENCY
+
+
+class Supplier(models.Model):
+    """`key` is the identity: the supplier code when the file has one, else `~` plus the
+    normalized name, so "ACME Ltd." and "acme  ltd" are one supplier."""
+
+    key = models.CharField(max_length=300, unique=True)
+    code = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name or self.code
+
+
+class Material(models.Model):
+    """Identity is the material code, else the normalized description and unit of measure."""
+
+    key = models.CharField(max_length=600, unique=True)
+    code = models.CharField(max_length=100, blank=True)
+    description = models.CharField(max_length=500, blank=True)
+    category = models.CharField(max_length=200, blank=True)
+    unit_of_measure = models.CharField(max_length=50, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code", "description"]
+
+    def __str__(self) -> str:
+        return self.code or self.description
+
+
+class PurchaseOrder(models.Model):
+    po_number = models.CharField(max_length=100, unique=True)
+    supplier = models.ForeignKey(Supplier, on_delete=models.PROTECT, related_name="purchase_orders")
+    order_date = models.DateField(null=True, blank=True)
+    currency = models.CharField(max_length=3, default=default_currency)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["po_number"]
+
+    def __str__(self) -> str:
+        return self.po_number
+
+
+class PurchaseOrderLine(models.Model):
+    """One observed price. `upload` is the upload that last wrote the line."""
+
+    purchase_order = models.ForeignKey(PurchaseOrder, on_delete=models.CASCADE, related_name="lines")
+    line_number = models.PositiveIntegerField()
+    material = models.ForeignKey(Material, on_delete=models.PROTECT, related_name="lines")
+    quantity = models.DecimalField(max_digits=20, decimal_places=4)
+    unit_price = models.DecimalField(max_digits=20, decimal_places=6)
+    total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, default=default_currency)
+    upload = models.ForeignKey("Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="lines")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["purchase_order_id", "line_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["purchase_order", "line_number"], name="unique_po_line"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purchase_order_id}/{self.line_number}"
+
+
+class Upload(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        CANCELLING = "cancelling", "Cancelling"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.PROCESSING, Status.CANCELLING)
+    FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
+    file = models.FileField(upload_to="uploads/%Y/%m/%d/", max_length=500)
+    original_name = models.CharField(max_length=255)
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # Options chosen at upload time.
+    column_mapping = models.JSONField(default=dict, blank=True, help_text="Explicit {file header: canonical field}.")
+    resolved_mapping = models.JSONField(default=dict, blank=True, help_text="The mapping actually used.")
+    day_first = models.BooleanField(default=False)
+    strict = models.BooleanField(default=False)
+    # Progress: the row always holds the truth, whatever a socket may have missed.
+    total_rows = models.PositiveIntegerField(null=True, blank=True)
+    processed_rows = models.PositiveIntegerField(default=0)
+    imported_rows = models.PositiveIntegerField(default=0)
+    rejected_rows = models.PositiveIntegerField(default=0)
+    warning_count = models.PositiveIntegerField(default=0)
+    created_suppliers = models.PositiveIntegerField(default=0)
+    created_materials = models.PositiveIntegerField(default=0)
+    created_purchase_orders = models.PositiveIntegerField(default=0)
+    created_lines = models.PositiveIntegerField(default=0)
+    updated_lines = models.PositiveIntegerField(default=0)
+    error_message = models.TextField(blank=True)
+    task_id = models.CharField(max_length=255, blank=True)
+    # Microseconds since the epoch of the last state change: events carry it so a browser
+    # never lets an older fragment overwrite a newer one.
+    seq = models.BigIntegerField(default=0)
+    # Written by the running task; a stale heartbeat means its worker died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="upload_owner_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED_STATUSES
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.COMPLETED:
+            return 100
+        if not self.total_rows:
+            return 0
+        return min(100, int(self.processed_rows * 100 / self.total_rows))
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        from django.utils import timezone
+
+        end = self.finished_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def rows_per_second(self) -> float | None:
+        elapsed = self.elapsed_seconds
+        if not elapsed or not self.processed_rows:
+            return None
+        return self.processed_rows / elapsed
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.rows_per_second
+        if not rate or not self.total_rows or not self.is_active:
+            return None
+        return max(0.0, (self.total_rows - self.processed_rows) / rate)
+
+
+class RowIssue(models.Model):
+    class Severity(models.TextChoices):
+        ERROR = "error", "Error"
+        WARNING = "warning", "Warning"
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="issues")
+    row_number = models.PositiveIntegerField(null=True, blank=True, help_text="As a spreadsheet shows it; header = row 1.")
+    column = models.CharField(max_length=255, blank=True)
+    value = models.TextField(blank=True)
+    message = models.TextField()
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.ERROR)
+
+    class Meta:
+        ordering = ["row_number", "id"]
+        indexes = [models.Index(fields=["upload", "severity", "row_number"], name="rowissue_upload_sev_row")]
+
+    def __str__(self) -> str:
+        return f"row {self.row_number} {self.column}: {self.message}"
+
+
+class StagedLine(models.Model):
+    """Lines an upload has validated but not yet merged. Batches commit here, so progress is
+    visible and a dead worker loses nothing; the lines table changes only in the final merge
+    transaction, so a cancelled or failed upload leaves it exactly as it was."""
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="staged_lines")
+    purchase_order_id = models.BigIntegerField()
+    line_number = models.PositiveIntegerField()
+    material_id = models.BigIntegerField()
+    quantity = models.DecimalField(max_digits=20, decimal_places=4)
+    unit_price = models.DecimalField(max_digits=20, decimal_places=6)
+    total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3)
+    source_row = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["upload", "purchase_order_id", "line_number"], name="staged_upload_po_line")]

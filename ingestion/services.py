@@ -1,0 +1,215 @@
+"""Services: every write to uploads goes through here, whether it comes from a view, the
+websocket consumer, a management command or the Celery task."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import redis
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.core.files import File
+from django.db import close_old_connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .columns import validate_explicit_mapping
+from .models import RowIssue, StagedLine, Upload
+
+log = logging.getLogger(__name__)
+
+ALLOWED_EXTENSIONS = (".csv", ".txt", ".tsv", ".xlsx", ".xls", ".ods")
+HEARTBEAT_SECONDS = 5
+HEARTBEAT_STALE_SECONDS = 30
+
+
+class UploadRejected(ValueError):
+    """A file refused before it is queued; the message says why, for the user."""
+
+
+def now_seq() -> int:
+    """Microseconds since the epoch: orders the states of one upload across processes."""
+    return time.time_ns() // 1000
+
+
+# --- cancel flag ------------------------------------------------------------------------
+
+_redis_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis:
+    global _redis_client
+    if _redis_client is None:
+        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    return _redis_client
+
+
+def _cancel_key(upload_id) -> str:
+    return f"intake:cancel:{upload_id}"
+
+
+def _set_cancel_flag(upload_id) -> None:
+    try:
+        _redis().set(_cancel_key(upload_id), "1", ex=86400)
+    except redis.RedisError:
+        log.warning("Redis unreachable; upload %s will see its cancel through the database", upload_id)
+
+
+def cancel_requested(upload_id) -> bool:
+    """Redis answers in microseconds; the database is the fallback and the truth."""
+    try:
+        if _redis().exists(_cancel_key(upload_id)):
+            return True
+    except redis.RedisError:
+        pass
+    return Upload.objects.filter(pk=upload_id, status=Upload.Status.CANCELLING).exists()
+
+
+# --- creating, cancelling, retrying -------------------------------------------------------
+
+
+def validate_upload_file(*, name: str, size: int) -> None:
+    ext = Path(name).suffix.lower()
+    if ext not in ALLOWED_EXTENSIONS:
+        raise UploadRejected(f"{name}: {ext or 'no extension'} files are not supported; upload .csv, .xlsx, .xls or .ods.")
+    if size == 0:
+        raise UploadRejected(f"{name}: the file is empty.")
+    if size > settings.UPLOAD_MAX_BYTES:
+        raise UploadRejected(
+            f"{name}: the file is {size / 1_048_576:.1f} MB; the limit is {settings.UPLOAD_MAX_BYTES / 1_048_576:.0f} MB."
+        )
+
+
+def create_upload(
+    *,
+    owner,
+    file,
+    name: str | None = None,
+    mapping: dict | None = None,
+    day_first: bool | None = None,
+    strict: bool = False,
+    enqueue: bool = True,
+) -> Upload:
+    """Store a file and queue it. `file` is a Django UploadedFile or any binary file object.
+    Raises UploadRejected with a user-facing reason for a file that cannot be taken."""
+    name = os.path.basename(name or getattr(file, "name", "") or "upload.csv")
+    size = getattr(file, "size", None)
+    if size is None:
+        file.seek(0, os.SEEK_END)
+        size = file.tell()
+        file.seek(0)
+    validate_upload_file(name=name, size=size)
+    try:
+        clean_mapping = validate_explicit_mapping(mapping)
+    except ValueError as exc:
+        raise UploadRejected(str(exc)) from exc
+
+    digest = hashlib.sha256()
+    chunks = file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
+    for chunk in chunks:
+        digest.update(chunk)
+    file.seek(0)
+
+    upload = Upload(
+        owner=owner,
+        original_name=name,
+        size=size,
+        sha256=digest.hexdigest(),
+        column_mapping=clean_mapping,
+        day_first=settings.INGEST_DAY_FIRST if day_first is None else day_first,
+        strict=strict,
+        seq=now_seq(),
+    )
+    upload.file.save(name, file if isinstance(file, File) else File(file, name=name), save=False)
+    upload.save()
+    _publish(upload)
+    if enqueue:
+        transaction.on_commit(lambda: enqueue_upload(upload=upload))
+    return upload
+
+
+def create_upload_from_path(*, owner, path: str | Path, **options) -> Upload:
+    path = Path(path)
+    with path.open("rb") as handle:
+        return create_upload(owner=owner, file=File(handle, name=path.name), name=path.name, **options)
+
+
+def enqueue_upload(*, upload: Upload) -> None:
+    from .tasks import process_upload
+
+    result = process_upload.delay(str(upload.pk))
+    Upload.objects.filter(pk=upload.pk).update(task_id=result.id)
+    upload.task_id = result.id
+
+
+def cancel_upload(*, upload: Upload, by) -> Upload:
+    """Stop an upload. A queued one is revoked and ends now; a running one is flagged and the
+    task ends it as cancelled within half a second, keeping none of its line writes. The
+    task is never terminated: its process may already be running another task."""
+    if upload.owner_id != getattr(by, "pk", None):
+        raise PermissionDenied("Not your upload.")
+    now = timezone.now()
+    if Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(
+        status=Upload.Status.CANCELLED, finished_at=now, seq=now_seq(), error_message="Cancelled before it started."
+    ):
+        if upload.task_id:
+            from config.celery import app
+
+            app.control.revoke(upload.task_id)
+    elif Upload.objects.filter(pk=upload.pk, status=Upload.Status.PROCESSING).update(
+        status=Upload.Status.CANCELLING, seq=now_seq()
+    ):
+        _set_cancel_flag(upload.pk)
+    upload.refresh_from_db()
+    _publish(upload)
+    return upload
+
+
+def retry_upload(*, upload: Upload, by) -> Upload:
+    """Queue a failed or cancelled upload again, from a clean slate, with the same options."""
+    if upload.owner_id != getattr(by, "pk", None):
+        raise PermissionDenied("Not your upload.")
+    if upload.status not in (Upload.Status.FAILED, Upload.Status.CANCELLED):
+        raise UploadRejected(f"Only a failed or cancelled upload can be retried; this one is {upload.status}.")
+    _clear_cancel_flag(upload.pk)
+    RowIssue.objects.filter(upload=upload).delete()
+    StagedLine.objects.filter(upload=upload).delete()
+    fields = _reset_fields()
+    fields.update(status=Upload.Status.QUEUED, seq=now_seq(), heartbeat_at=None, started_at=None, finished_at=None)
+    Upload.objects.filter(pk=upload.pk).update(**fields)
+    upload.refresh_from_db()
+    _publish(upload)
+    enqueue_upload(upload=upload)
+    return upload
+
+
+def _clear_cancel_flag(upload_id) -> None:
+    try:
+        _redis().delete(_cancel_key(upload_id))
+    except redis.RedisError:
+        pass
+
+
+def _reset_fields() -> dict:
+    return dict(
+        total_rows=None, processed_rows=0, imported_rows=0, rejected_rows=0, warning_count=0,
+        created_suppliers=0, created_materials=0, created_purchase_orders=0, created_lines=0,
+        updated_lines=0, error_message="", resolved_mapping={},
+    )
+
+
+def _publish(upload: Upload, *, final: bool = False) -> None:
+    """Tell every open page. Publishing is best effort: the Upload row is the truth, and a
+    page rebuilds from it whenever its socket reconnects."""
+    try:
+        from realtime.publish import publish_upload
+
+        publish_upload(upload, final=final)
+    except Exception:  # noqa: BLE001 - a lost event must never fail a load
+        log.warning("Could not publish the state of upload %s", upload.pk, exc_info=True)

@@ -1,0 +1,79 @@
+"""`make run`: migrate, make sure a demo user and a Redis exist, then run one Celery worker
+and daphne on 127.0.0.1:8000 until Ctrl-C, and stop both cleanly."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from redis_server import ensure_redis  # noqa: E402
+
+BIN = Path(sys.executable).parent
+HOST = os.environ.get("HOST", "127.0.0.1")
+PORT = os.environ.get("PORT", "8000")
+
+
+def manage(*args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, check=True)
+
+
+def ensure_demo_user() -> None:
+    password_file = ROOT / ".run" / "demo-password"
+    password_file.parent.mkdir(parents=True, exist_ok=True)
+    password = password_file.read_text().strip() if password_file.exists() else secrets.token_urlsafe(9)
+    code = (
+        "from django.contrib.auth import get_user_model\n"
+        "User = get_user_model()\n"
+        "u, created = User.objects.get_or_create(username='demo')\n"
+        f"if created or not u.has_usable_password():\n    u.set_password({password!r}); u.save()\n"
+        "print('created' if created else 'exists')\n"
+    )
+    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    if "created" in result.stdout or not password_file.exists():
+        password_file.write_text(password)
+    print(f"\n  Sign in at http://{HOST}:{PORT}/accounts/login/  as  demo / {password_file.read_text().strip()}\n", flush=True)
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_DEBUG", "1")
+    os.environ["REDIS_URL"] = ensure_redis()
+    manage("migrate", "--noinput")
+    ensure_demo_user()
+    children = [
+        subprocess.Popen([str(BIN / "celery"), "-A", "config", "worker", "-E", "-l", "info", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2")], cwd=ROOT),
+        subprocess.Popen([str(BIN / "daphne"), "-b", HOST, "-p", PORT, "config.asgi:application"], cwd=ROOT),
+    ]
+
+    def stop(*_):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(child.poll() is None for child in children):
+            try:
+                children[0].wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        stop()
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    print("Intake stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
