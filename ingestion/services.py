@@ -213,3 +213,198 @@ def _publish(upload: Upload, *, final: bool = False) -> None:
         publish_upload(upload, final=final)
     except Exception:  # noqa: BLE001 - a lost event must never fail a load
         log.warning("Could not publish the state of upload %s", upload.pk, exc_info=True)
+
+
+# --- processing (the Celery task's body) ----------------------------------------------------
+
+
+class UploadBusy(Exception):
+    """Another live worker holds this upload; try again once its lease may have expired."""
+
+    def __init__(self, retry_in: float):
+        super().__init__(f"upload is being processed elsewhere; retry in {retry_in:.0f}s")
+        self.retry_in = retry_in
+
+
+class _Supervisor(threading.Thread):
+    """Watches the cancel flag every 0.1 s and keeps the heartbeat fresh, on its own
+    database connection, so the pipeline's `should_stop` costs nothing and a stale
+    heartbeat reliably means a dead worker."""
+
+    def __init__(self, upload_id) -> None:
+        super().__init__(name=f"upload-supervisor-{upload_id}", daemon=True)
+        self.upload_id = upload_id
+        self.cancelled = threading.Event()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        last_heartbeat = last_db_check = 0.0
+        try:
+            while not self.stopping.wait(0.1):
+                now = time.monotonic()
+                try:
+                    if _redis().exists(_cancel_key(self.upload_id)):
+                        self.cancelled.set()
+                except redis.RedisError:
+                    pass
+                try:
+                    if now - last_db_check >= 1.0:
+                        last_db_check = now
+                        if Upload.objects.filter(pk=self.upload_id, status=Upload.Status.CANCELLING).exists():
+                            self.cancelled.set()
+                    if now - last_heartbeat >= HEARTBEAT_SECONDS:
+                        last_heartbeat = now
+                        Upload.objects.filter(pk=self.upload_id).update(heartbeat_at=timezone.now())
+                except Exception:  # noqa: BLE001 - a busy SQLite or a blip must not kill the watch
+                    log.debug("supervisor check failed", exc_info=True)
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+    def should_stop(self) -> bool:
+        return self.cancelled.is_set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=5)
+
+
+def _claim(*, upload_id, task_id: str) -> Upload | None:
+    """Take the upload for this run, or return None if it is already finished. A queued
+    upload, or a running one whose heartbeat is stale (its worker died), can be taken."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=HEARTBEAT_STALE_SECONDS)
+    upload = Upload.objects.filter(pk=upload_id).first()
+    if upload is None or upload.is_finished:
+        return None
+    running = Q(status__in=[Upload.Status.PROCESSING, Upload.Status.CANCELLING])
+    claimable = Q(status=Upload.Status.QUEUED) | (running & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)))
+    fields = _reset_fields()
+    fields.update(task_id=task_id or upload.task_id, heartbeat_at=now, started_at=now, finished_at=None,
+                  seq=now_seq(), attempts=F("attempts") + 1)
+    if upload.status == Upload.Status.QUEUED:
+        fields["status"] = Upload.Status.PROCESSING
+    if not Upload.objects.filter(claimable, pk=upload_id).update(**fields):
+        upload.refresh_from_db()
+        if upload.is_finished:
+            return None
+        age = (now - upload.heartbeat_at).total_seconds() if upload.heartbeat_at else 0
+        raise UploadBusy(retry_in=max(1.0, HEARTBEAT_STALE_SECONDS - age + 1))
+    # A fresh start: whatever an earlier, dead run staged or reported is discarded.
+    StagedLine.objects.filter(upload_id=upload_id).delete()
+    RowIssue.objects.filter(upload_id=upload_id).delete()
+    upload.refresh_from_db()
+    return upload
+
+
+def task_result(upload: Upload) -> dict:
+    """What the task returns: the seed plan's keys, so Flower and the result backend show them."""
+    return {
+        "upload_id": str(upload.pk),
+        "status": str(upload.status),
+        "processed": upload.processed_rows,
+        "imported": upload.imported_rows,
+        "rejected": upload.rejected_rows,
+        "created_suppliers": upload.created_suppliers,
+        "created_materials": upload.created_materials,
+        "created_pos": upload.created_purchase_orders,
+        "created_prices": upload.created_lines,
+        "updated_prices": upload.updated_lines,
+        "error": upload.error_message or None,
+    }
+
+
+_COUNTERS = (
+    "total_rows", "processed_rows", "imported_rows", "rejected_rows", "warning_count", "created_suppliers",
+    "created_materials", "created_purchase_orders", "created_lines", "updated_lines", "resolved_mapping",
+)
+
+
+def process_upload(*, upload_id, task_id: str = "") -> dict:
+    """Run the pipeline for one upload and record how it ended. Safe to call twice for the
+    same upload (a redelivered task): a finished upload is returned as it is, a running one
+    raises UploadBusy, and a run taken over from a dead worker starts from a clean slate."""
+    from .pipeline import PipelineError, run_pipeline
+
+    upload = _claim(upload_id=upload_id, task_id=task_id)
+    if upload is None:
+        existing = Upload.objects.filter(pk=upload_id).first()
+        return task_result(existing) if existing else {"upload_id": str(upload_id), "status": "missing"}
+    if upload.status == Upload.Status.CANCELLING:  # cancelled while its worker was dying
+        return _finish(upload, status=Upload.Status.CANCELLED)
+    _publish(upload)
+
+    supervisor = _Supervisor(upload.pk)
+    supervisor.start()
+
+    def on_progress(current: Upload, description: str) -> None:
+        current.seq = now_seq()
+        if supervisor.should_stop():
+            current.status = Upload.Status.CANCELLING
+        from django.db import connection
+
+        if not connection.in_atomic_block:  # inside the merge, the row is written at the end
+            Upload.objects.filter(pk=current.pk).update(
+                seq=current.seq, heartbeat_at=timezone.now(), **{f: getattr(current, f) for f in _COUNTERS}
+            )
+        _publish(current)
+
+    from .loading import Cancelled
+
+    try:
+        run_pipeline(upload=upload, on_progress=on_progress, should_stop=supervisor.should_stop)
+    except Cancelled:
+        return _finish(upload, status=Upload.Status.CANCELLED)
+    except PipelineError as exc:
+        return _finish(upload, status=Upload.Status.FAILED, error=str(exc))
+    except TRANSIENT_ERRORS:
+        # Let the task retry: give up the lease so the retry can take the upload at once.
+        _release(upload)
+        raise
+    except Exception as exc:
+        log.exception("Upload %s failed unexpectedly", upload.pk)
+        return _finish(upload, status=Upload.Status.FAILED, error=f"Internal error while loading: {type(exc).__name__}: {exc}")
+    finally:
+        supervisor.stop()
+    return _finish(upload, status=Upload.Status.COMPLETED)
+
+
+def _release(upload: Upload) -> None:
+    try:
+        StagedLine.objects.filter(upload_id=upload.pk).delete()
+        Upload.objects.filter(pk=upload.pk).update(heartbeat_at=None, seq=now_seq())
+    except Exception:  # noqa: BLE001 - the lease then expires by itself
+        log.warning("Could not release upload %s", upload.pk, exc_info=True)
+
+
+def _finish(upload: Upload, *, status: str, error: str = "") -> dict:
+    upload.status = status
+    upload.finished_at = timezone.now()
+    upload.seq = now_seq()
+    upload.heartbeat_at = None
+    if status == Upload.Status.CANCELLED:
+        upload.created_lines = upload.updated_lines = 0
+        upload.error_message = error or "Cancelled; no lines were written."
+    elif status == Upload.Status.FAILED:
+        upload.created_lines = upload.updated_lines = 0
+        upload.error_message = error
+    fields = {f: getattr(upload, f) for f in _COUNTERS}
+    Upload.objects.filter(pk=upload.pk).update(
+        status=status, finished_at=upload.finished_at, seq=upload.seq, heartbeat_at=None,
+        error_message=upload.error_message, **fields,
+    )
+    _clear_cancel_flag(upload.pk)
+    _publish(upload, final=True)
+    # Staged rows are scratch space: cleared after the state is out, off the user's clock.
+    StagedLine.objects.filter(upload_id=upload.pk).delete()
+    return task_result(upload)
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    from django.db import InterfaceError, OperationalError
+
+    return (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+
+
+TRANSIENT_ERRORS = _transient_errors()

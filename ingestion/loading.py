@@ -1,0 +1,229 @@
+"""Writing validated batches: set-based, never a query per row.
+
+Suppliers, materials and purchase orders are upserted per batch in short transactions,
+keys sorted so that two uploads sharing them cannot deadlock; they may outlive a cancelled
+upload. Lines go to a staging table first and reach the lines table only in `merge_lines`,
+one transaction at the end: until it commits, the lines are exactly as they were."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import Material, PurchaseOrder, PurchaseOrderLine, StagedLine, Supplier
+
+CHUNK = 1000  # rows per INSERT statement (SQLite allows 32,766 parameters)
+MERGE_CHUNK = 50_000  # staged rows per merge statement; cancel is checked between them
+
+
+class Cancelled(Exception):
+    """The upload was cancelled while its lines were being written."""
+
+
+@dataclass
+class DimensionCounts:
+    suppliers: int = 0
+    materials: int = 0
+    purchase_orders: int = 0
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _insert_missing(model, columns: list[str], rows: list[tuple], key: str) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING; returns how many rows were really new."""
+    created = 0
+    table = _table(model)
+    names = ", ".join(connection.ops.quote_name(c) for c in columns)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(chunk))
+            params = [value for row in chunk for value in row]
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) VALUES {placeholders} "
+                f"ON CONFLICT ({connection.ops.quote_name(key)}) DO NOTHING RETURNING id",
+                params,
+            )
+            created += len(cursor.fetchall())
+    return created
+
+
+def _ids(model, key: str, keys: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), CHUNK):
+        found.update(model.objects.filter(**{f"{key}__in": keys[start : start + CHUNK]}).values_list(key, "id"))
+    return found
+
+
+def upsert_dimensions(lines: pd.DataFrame) -> tuple[pd.DataFrame, DimensionCounts]:
+    """Give each line its supplier, material and purchase order ids, creating the missing
+    ones. Returns the lines with supplier_id, material_id and purchase_order_id columns."""
+    counts = DimensionCounts()
+    if lines.empty:
+        return lines.assign(supplier_id=[], material_id=[], purchase_order_id=[]), counts
+    now = timezone.now()
+
+    suppliers = lines.drop_duplicates("supplier_key").sort_values("supplier_key")
+    supplier_keys = suppliers["supplier_key"].tolist()
+    known = _ids(Supplier, "key", supplier_keys)
+    new = suppliers[~suppliers["supplier_key"].isin(known.keys())]
+    if len(new):
+        counts.suppliers = _insert_missing(
+            Supplier, ["key", "code", "name", "created_at"],
+            list(zip(new["supplier_key"], new["supplier_code"], new["supplier_name"], [now] * len(new))), "key",
+        )
+        known = _ids(Supplier, "key", supplier_keys)
+    lines = lines.assign(supplier_id=lines["supplier_key"].map(known))
+
+    materials = lines.drop_duplicates("material_key").sort_values("material_key")
+    material_keys = materials["material_key"].tolist()
+    known = _ids(Material, "key", material_keys)
+    new = materials[~materials["material_key"].isin(known.keys())]
+    if len(new):
+        counts.materials = _insert_missing(
+            Material, ["key", "code", "description", "category", "unit_of_measure", "created_at"],
+            list(zip(new["material_key"], new["material_code"], new["material_description"], new["category"],
+                     new["unit_of_measure"], [now] * len(new))), "key",
+        )
+        known = _ids(Material, "key", material_keys)
+    lines = lines.assign(material_id=lines["material_key"].map(known))
+
+    # A purchase order takes its supplier, date and currency from its first line.
+    orders = lines.drop_duplicates("po_number").sort_values("po_number")
+    po_numbers = orders["po_number"].tolist()
+    known = _ids(PurchaseOrder, "po_number", po_numbers)
+    new = orders[~orders["po_number"].isin(known.keys())]
+    if len(new):
+        dates = [d if isinstance(d, str) else None for d in new["order_date"]]
+        counts.purchase_orders = _insert_missing(
+            PurchaseOrder, ["po_number", "supplier_id", "order_date", "currency", "created_at"],
+            list(zip(new["po_number"], new["supplier_id"].astype(int).tolist(), dates, new["currency"], [now] * len(new))),
+            "po_number",
+        )
+        known = _ids(PurchaseOrder, "po_number", po_numbers)
+    lines = lines.assign(purchase_order_id=lines["po_number"].map(known))
+    return lines, counts
+
+
+STAGED_COLUMNS = ["upload_id", "purchase_order_id", "line_number", "material_id", "quantity", "unit_price", "total_price", "currency", "source_row"]
+
+
+def _upload_param(upload_id) -> str:
+    # Django stores UUIDs as native uuid on PostgreSQL and as 32 hex digits on SQLite.
+    return str(upload_id) if connection.vendor == "postgresql" else upload_id.hex
+
+
+def stage_lines(upload_id, lines: pd.DataFrame) -> None:
+    if lines.empty:
+        return
+    frame = pd.DataFrame(
+        {
+            "upload_id": _upload_param(upload_id),
+            "purchase_order_id": lines["purchase_order_id"].astype("int64"),
+            "line_number": lines["line_number"].astype("int64"),
+            "material_id": lines["material_id"].astype("int64"),
+            "quantity": lines["quantity"],
+            "unit_price": lines["unit_price"],
+            "total_price": lines["total_price"],
+            "currency": lines["currency"],
+            "source_row": lines["source_row"].astype("int64"),
+        }
+    )
+    table = _table(StagedLine)
+    names = ", ".join(STAGED_COLUMNS)
+    if connection.vendor == "postgresql":
+        # COPY: the fastest way into PostgreSQL. Values are numbers, ids and currency
+        # codes, so tab-separated text needs no escaping.
+        buffer = io.StringIO()
+        frame.to_csv(buffer, sep="\t", header=False, index=False, na_rep="\\N")
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                copy.write(buffer.getvalue())
+        return
+    rows = list(frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None))
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(STAGED_COLUMNS))})", rows)
+
+
+def discard_staged(upload_id) -> None:
+    StagedLine.objects.filter(upload_id=upload_id).delete()
+
+
+def drop_duplicate_staged(upload_id) -> int:
+    """When a file repeats a (PO, line number), its last occurrence wins."""
+    table = _table(StagedLine)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE upload_id = %s AND id NOT IN ("
+            f"SELECT MAX(id) FROM {table} WHERE upload_id = %s GROUP BY purchase_order_id, line_number)",
+            [_upload_param(upload_id)] * 2,
+        )
+        return cursor.rowcount
+
+
+_VALUE_COLUMNS = ("material_id", "quantity", "unit_price", "total_price", "currency")
+
+
+def merge_lines(upload_id, *, should_stop: Callable[[], bool], on_chunk: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+    """Move an upload's staged lines into the lines table in ONE transaction, in chunks so
+    a cancel is seen between them. Unchanged lines are not touched. Returns (created,
+    updated). Raises Cancelled (and nothing is written) if should_stop() turns true."""
+    staged = _table(StagedLine)
+    lines = _table(PurchaseOrderLine)
+    upload = _upload_param(upload_id)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MIN(id), MAX(id), COUNT(*) FROM {staged} WHERE upload_id = %s", [upload])
+        low, high, total = cursor.fetchone()
+    if not total:
+        return 0, 0
+    changed = " OR ".join(f"{lines}.{c} IS DISTINCT FROM excluded.{c}" for c in _VALUE_COLUMNS)
+    insert = (
+        f"INSERT INTO {lines} (purchase_order_id, line_number, material_id, quantity, unit_price, total_price, currency, upload_id, created_at, updated_at) "
+        f"SELECT purchase_order_id, line_number, material_id, quantity, unit_price, total_price, currency, upload_id, %s, %s "
+        f"FROM {staged} WHERE upload_id = %s AND id >= %s AND id < %s "
+        f"ON CONFLICT (purchase_order_id, line_number) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in (*_VALUE_COLUMNS, "upload_id", "updated_at"))
+        + f" WHERE {changed}"
+    )
+    created = updated = done = 0
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            for start in range(low, high + 1, MERGE_CHUNK):
+                if should_stop():
+                    raise Cancelled()
+                end = start + MERGE_CHUNK
+                params = [now, now, upload, start, end]
+                if connection.vendor == "postgresql":
+                    # xmax = 0 marks a freshly inserted row; rows left unchanged return nothing.
+                    cursor.execute(
+                        f"WITH written AS ({insert} RETURNING (xmax = 0) AS inserted) "
+                        "SELECT COUNT(*) FILTER (WHERE inserted), COUNT(*) FILTER (WHERE NOT inserted) FROM written",
+                        params,
+                    )
+                    new, changed_rows = cursor.fetchone()
+                else:
+                    cursor.execute(
+                        f"SELECT COUNT(*) FROM {staged} s WHERE s.upload_id = %s AND s.id >= %s AND s.id < %s AND NOT EXISTS "
+                        f"(SELECT 1 FROM {lines} l WHERE l.purchase_order_id = s.purchase_order_id AND l.line_number = s.line_number)",
+                        [upload, start, end],
+                    )
+                    new = cursor.fetchone()[0]
+                    cursor.execute(insert, params)
+                    changed_rows = max(0, cursor.rowcount - new)
+                created += new
+                updated += changed_rows
+                done += min(end, high + 1) - start
+                if on_chunk:
+                    on_chunk(done, high - low + 1)
+            if should_stop():
+                raise Cancelled()
+    return created, updated

@@ -1,0 +1,135 @@
+"""The loading pipeline: read a file in batches, validate each, write it, report progress.
+
+It knows nothing of Celery, Channels or HTTP. Whoever runs it passes `on_progress`, called
+with the upload after every batch (the task wires it to the database row and the live
+page), and `should_stop`, polled between steps (the task wires it to the cancel flag)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+
+from . import loading
+from .columns import MappingError, resolve_columns
+from .loading import Cancelled
+from .models import RowIssue, Upload
+from .reading import FileError, open_table
+from .validation import ERROR, validate_batch
+
+MAX_STORED_ISSUES = 50_000
+
+
+class PipelineError(Exception):
+    """The upload fails; the message tells its owner what is wrong and where."""
+
+
+ProgressCallback = Callable[[Upload, str], None]
+
+
+def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: Callable[[], bool]) -> None:
+    """Load `upload`'s file. Counters on `upload` are updated in memory as it goes; the
+    caller persists them. Raises PipelineError (bad input) or Cancelled."""
+    batch_rows = settings.INGEST_BATCH_ROWS
+    try:
+        table = open_table(Path(upload.file.path), name=upload.original_name, batch_rows=batch_rows)
+        columns = resolve_columns(table.headers, upload.column_mapping)
+    except (FileError, MappingError) as exc:
+        raise PipelineError(str(exc)) from exc
+    upload.resolved_mapping = columns
+    upload.total_rows = table.estimated_rows
+    on_progress(upload, f"Reading {table.description}")
+
+    line_counters: dict[str, int] = {}
+    stored_issues = 0
+    try:
+        for batch in table.batches:
+            if should_stop():
+                raise Cancelled()
+            validated = validate_batch(
+                batch.frame, columns=columns, day_first=upload.day_first, default_currency=settings.INGEST_DEFAULT_CURRENCY
+            )
+            issues = validated.issues
+            if batch.skipped:
+                skipped = pd.DataFrame(
+                    [(row, "", "", f"Row skipped: {reason}", ERROR) for row, reason in batch.skipped],
+                    columns=["row", "column", "value", "message", "severity"],
+                )
+                issues = pd.concat([issues, skipped], ignore_index=True)
+                validated.rejected += len(batch.skipped)
+            if upload.strict and validated.rejected:
+                first = issues[issues["severity"] == ERROR].iloc[0]
+                _store_issues(upload, issues.head(MAX_STORED_ISSUES))
+                raise PipelineError(
+                    f"Strict upload: row {first['row']} was rejected ({first['column']}: {first['message']}); nothing was loaded."
+                )
+            lines = _number_lines(validated.lines, line_counters, numbered="line_number" in columns)
+            if should_stop():
+                raise Cancelled()
+            lines, created = loading.upsert_dimensions(lines)
+            loading.stage_lines(upload.pk, lines)
+            if stored_issues < MAX_STORED_ISSUES and len(issues):
+                keep = issues.head(MAX_STORED_ISSUES - stored_issues)
+                _store_issues(upload, keep)
+                stored_issues += len(keep)
+
+            upload.processed_rows += len(batch.frame) + len(batch.skipped)
+            upload.imported_rows += len(lines)
+            upload.rejected_rows += validated.rejected
+            upload.warning_count += validated.warnings
+            upload.created_suppliers += created.suppliers
+            upload.created_materials += created.materials
+            upload.created_purchase_orders += created.purchase_orders
+            if upload.total_rows is not None and upload.processed_rows > upload.total_rows:
+                upload.total_rows = upload.processed_rows
+            on_progress(upload, "Loading")
+    except FileError as exc:
+        raise PipelineError(str(exc)) from exc
+
+    upload.total_rows = upload.processed_rows
+    counted = upload.imported_rows + upload.rejected_rows
+    if counted == 0:
+        raise PipelineError("The file has a header row but no data rows.")
+    if upload.rejected_rows and upload.rejected_rows > settings.INGEST_MAX_REJECTED_SHARE * counted:
+        raise PipelineError(
+            f"{upload.rejected_rows} of {counted} rows were rejected (more than "
+            f"{settings.INGEST_MAX_REJECTED_SHARE:.0%}); nothing was loaded. See the row issues."
+        )
+    if "line_number" in columns:
+        loading.drop_duplicate_staged(upload.pk)
+    on_progress(upload, "Saving lines")
+    started = time.monotonic()
+
+    def merged(done: int, total: int) -> None:
+        if time.monotonic() - started > 0.5:
+            on_progress(upload, f"Saving lines ({done * 100 // max(total, 1)}%)")
+
+    upload.created_lines, upload.updated_lines = loading.merge_lines(upload.pk, should_stop=should_stop, on_chunk=merged)
+
+
+def _number_lines(lines: pd.DataFrame, counters: dict[str, int], *, numbered: bool) -> pd.DataFrame:
+    """Without a line-number column, a line's number is its order of appearance within its
+    purchase order in the file, so loading the same file again finds the same lines."""
+    if numbered or lines.empty:
+        return lines
+    order = lines.groupby("po_number", sort=False).cumcount().to_numpy() + 1
+    offset = lines["po_number"].map(counters).fillna(0).to_numpy(dtype=np.int64)
+    numbers = order + offset
+    lines = lines.assign(line_number=numbers)
+    counters.update(lines.groupby("po_number", sort=False)["line_number"].max().to_dict())
+    return lines
+
+
+def _store_issues(upload: Upload, issues: pd.DataFrame) -> None:
+    RowIssue.objects.bulk_create(
+        [
+            RowIssue(upload=upload, row_number=int(row) if row == row and row is not None else None,
+                     column=str(column)[:255], value=str(value), message=message, severity=severity)
+            for row, column, value, message, severity in issues.itertuples(index=False, name=None)
+        ],
+        batch_size=2000,
+    )
