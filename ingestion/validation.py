@@ -179,7 +179,7 @@ def validate_batch(
     if both.any():
         places = parsing.decimal_places(unit_price.where(has_unit)).to_numpy()
         tolerance = np.abs(quantity_value) * 0.5 * np.power(10.0, -places.astype(float)) + 0.005 + 1e-9
-        mismatch = pd.Series(np.abs(quantity_value * unit_value - total_value) > tolerance, index=index) & both & quantity.notna()
+        mismatch = pd.Series(np.abs(quantity_value * unit_value - total_value) > tolerance, index=index) & both & quantity.notna() & ~not_positive
         issues.add(mismatch, column=header("total_price"), values=raw_of("total_price"),
                    message="Total price differs from quantity x unit price.", severity=WARNING)
     out["unit_price"] = unit_price
