@@ -105,8 +105,17 @@ def _detect_encoding(path: Path, head: bytes) -> tuple[str, int]:
         return "utf-8", lines
     from charset_normalizer import from_path
 
-    best = from_path(path, steps=8, chunk_size=4096).best()
+    results = from_path(path, steps=8, chunk_size=4096)
+    best = results.best()
     encoding = best.encoding if best is not None else "cp1252"
+    if best is not None:
+        # On short samples cp1250, cp1252 and cp1257 often tie; spreadsheet exports are
+        # overwhelmingly Windows-1252, so a tie goes to it.
+        for match in results:
+            ties = match.percent_chaos <= best.percent_chaos + 0.5 and match.percent_coherence >= best.percent_coherence - 5
+            if ties and "cp1252" in match.could_be_from_charset:
+                encoding = "cp1252"
+                break
     if encoding.lower().replace("-", "_") in {"ascii", "utf_8"}:
         encoding = "cp1252"
     return encoding, lines

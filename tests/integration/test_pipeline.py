@@ -1,0 +1,254 @@
+"""The whole pipeline through a real Celery worker process, real Redis and the test
+database (PostgreSQL in CI)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.db.models import Sum
+
+from ingestion import services
+from ingestion.models import Material, PurchaseOrder, PurchaseOrderLine, RowIssue, Supplier, Upload
+from ingestion.tasks import process_upload
+from tests.conftest import wait_for_upload
+from tests.files import HEADER, write_orders
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+if not REAL.exists():  # CI lays shared/ beside the clone
+    REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+
+SCMS_MAPPING = {
+    "vendor": "supplier_name",
+    "item description": "material_description",
+    "po / so #": "po_number",
+    "line item quantity": "quantity",
+    "pack price": "unit_price",
+    "line item value": "total_price",
+    "po sent to vendor date": "order_date",
+}
+
+pytestmark = pytest.mark.usefixtures("live_worker")
+
+
+def upload_path(user, path, **options) -> Upload:
+    return services.create_upload_from_path(owner=user, path=path, **options)
+
+
+def lines_snapshot():
+    return list(PurchaseOrderLine.objects.order_by("purchase_order_id", "line_number").values_list(
+        "purchase_order_id", "line_number", "material_id", "quantity", "unit_price", "total_price", "currency", "upload_id"))
+
+
+def test_real_scms_file_loads_every_row_and_reports_bad_dates_as_warnings(user):
+    upload = wait_for_upload(upload_path(user, REAL / "Supply_Chain_Shipment_Pricing_Data.csv", mapping=SCMS_MAPPING))
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    assert upload.total_rows == upload.processed_rows == upload.imported_rows == 10324
+    assert upload.rejected_rows == 0
+    assert PurchaseOrderLine.objects.filter(upload=upload).count() == upload.created_lines == 10324
+    assert upload.created_purchase_orders == PurchaseOrder.objects.count() > 6000
+    # 'N/A - From RDC', 'Date Not Captured', ... in the order-date column: warnings, not rejections.
+    date_warnings = RowIssue.objects.filter(upload=upload, column="po sent to vendor date", severity="warning")
+    assert date_warnings.count() > 5000
+    assert date_warnings.filter(value="N/A - From RDC").exists()
+    first = date_warnings.order_by("row_number").first()
+    assert first.row_number >= 2 and "Date not recognised" in first.message
+    assert Supplier.objects.filter(name="SCMS from RDC").exists()
+    # Money kept exact: the file's totals add up to the cent.
+    assert PurchaseOrderLine.objects.aggregate(total=Sum("total_price"))["total"] is not None
+
+
+@pytest.mark.parametrize("name", ["April_2015_published.csv", "expenditure-over-500-oct-dec-2017.csv"])
+def test_uk_payment_files_fail_naming_what_is_missing(user, name):
+    upload = wait_for_upload(upload_path(user, REAL / name))
+    assert upload.status == Upload.Status.FAILED
+    assert "Required columns are missing" in upload.error_message
+    assert "quantity" in upload.error_message and "po_number" in upload.error_message
+    assert "Columns found:" in upload.error_message
+    assert PurchaseOrderLine.objects.count() == 0
+
+
+def test_real_scms_file_without_mapping_uses_synonyms(user):
+    upload = wait_for_upload(upload_path(user, REAL / "Supply_Chain_Shipment_Pricing_Data.csv"))
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    assert upload.imported_rows == 10324
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("blank.csv", b"   \r\n\r\n", "The file is empty."),
+        ("header.csv", (",".join(HEADER) + "\r\n").encode(), "no data rows"),
+        ("junk.csv", bytes(range(256)) * 64, "not a text file"),
+        ("fake.xlsx", b"Supplier,SKU,PO,Qty,Price\nA,B,C,1,2\n", "not a valid Excel workbook"),
+        ("zip.csv", b"PK\x03\x04" + b"\x00" * 100, "zip archive"),
+    ],
+)
+def test_bad_files_fail_with_a_clear_message(user, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    upload = wait_for_upload(upload_path(user, path))
+    assert upload.status == Upload.Status.FAILED
+    assert message in upload.error_message
+    assert PurchaseOrderLine.objects.count() == 0
+
+
+def test_an_empty_file_is_refused_at_upload(user, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(services.UploadRejected, match="empty"):
+        upload_path(user, path)
+    assert not Upload.objects.exists()
+
+
+def test_a_file_whose_only_line_is_50_mb_fails_cleanly(user, tmp_path):
+    path = tmp_path / "oneline.csv"
+    with path.open("wb") as handle:
+        for _ in range(50):
+            handle.write(b"x" * (1 << 20))
+    upload = wait_for_upload(upload_path(user, path))
+    assert upload.status == Upload.Status.FAILED
+    assert "first line is longer than 1 MB" in upload.error_message
+
+
+def test_cp1252_file_loads_with_its_accents(user, tmp_path):
+    path = tmp_path / "legacy.csv"
+    text = "Vendor;Item;PO Number;Qty;Unit Price\r\nCôte d'Ivoire Pharma;Crème, 50 ml;PO-1;2;3,50\r\nSociété Générale;Café;PO-2;1;10\r\n"
+    path.write_bytes(text.encode("cp1252"))
+    upload = wait_for_upload(upload_path(user, path))
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    assert set(Supplier.objects.values_list("name", flat=True)) == {"Côte d'Ivoire Pharma", "Société Générale"}
+    assert Material.objects.filter(code="Crème, 50 ml").exists()
+    line = PurchaseOrderLine.objects.get(purchase_order__po_number="PO-1")
+    assert str(line.unit_price).startswith("3.5")
+
+
+def test_bad_rows_are_reported_with_row_and_column_and_the_rest_loads(user, tmp_path):
+    path = tmp_path / "messy.csv"
+    path.write_text(
+        "Vendor,SKU,PO,Qty,Price,PO Date\n"
+        "Acme,M1,PO-1,2,$1.50,2024-01-02\n"
+        "Acme,M2,PO-1,zero,$1.50,2024-01-02\n"
+        "Acme,M3,,4,$1.50,2024-01-02\n"
+        "Acme,M4,PO-2,1,USD 12.50,not a date\n",
+        encoding="utf-8",
+    )
+    upload = wait_for_upload(upload_path(user, path))
+    assert upload.status == Upload.Status.COMPLETED
+    assert (upload.imported_rows, upload.rejected_rows, upload.warning_count) == (2, 2, 1)
+    issues = {(i.row_number, i.column, i.severity) for i in RowIssue.objects.filter(upload=upload)}
+    assert issues == {(3, "Qty", "error"), (4, "PO", "error"), (5, "PO Date", "warning")}
+    assert PurchaseOrderLine.objects.count() == 2
+
+
+def test_more_than_half_rejected_fails_and_loads_nothing(user, tmp_path):
+    path = tmp_path / "mostly-bad.csv"
+    path.write_text("Vendor,SKU,PO,Qty,Price\nA,M1,PO-1,1,2\nA,M2,PO-1,0,2\nA,M3,PO-1,x,2\n", encoding="utf-8")
+    upload = wait_for_upload(upload_path(user, path))
+    assert upload.status == Upload.Status.FAILED
+    assert "2 of 3 rows were rejected" in upload.error_message
+    assert PurchaseOrderLine.objects.count() == 0
+    assert RowIssue.objects.filter(upload=upload, severity="error").count() == 2
+
+
+def test_strict_upload_fails_on_the_first_rejected_row(user, tmp_path):
+    path = tmp_path / "strict.csv"
+    path.write_text("Vendor,SKU,PO,Qty,Price\nA,M1,PO-1,1,2\nA,M2,PO-1,1,2\nA,M3,PO-2,0,2\n", encoding="utf-8")
+    upload = wait_for_upload(upload_path(user, path, strict=True))
+    assert upload.status == Upload.Status.FAILED
+    assert "row 4" in upload.error_message
+    assert PurchaseOrderLine.objects.count() == 0
+
+
+def test_loading_the_same_file_twice_creates_nothing_new_and_price_changes_count_as_updates(user, tmp_path):
+    first = wait_for_upload(upload_path(user, write_orders(tmp_path / "a.csv", 3000)))
+    assert first.status == Upload.Status.COMPLETED
+    assert (first.created_lines, first.updated_lines) == (3000, 0)
+    assert (first.created_suppliers, first.created_materials, first.created_purchase_orders) == (20, 50, 300)
+    again = wait_for_upload(upload_path(user, write_orders(tmp_path / "b.csv", 3000)))
+    assert (again.created_lines, again.updated_lines, again.created_suppliers, again.created_purchase_orders) == (0, 0, 0, 0)
+    changed = wait_for_upload(upload_path(user, write_orders(tmp_path / "c.csv", 3000, price_factor=2)))
+    assert (changed.created_lines, changed.updated_lines) == (0, 3000)
+    assert PurchaseOrderLine.objects.count() == 3000
+    assert PurchaseOrderLine.objects.filter(upload=changed).count() == 3000
+
+
+def test_cancel_midway_leaves_the_lines_exactly_as_they_were(user, tmp_path):
+    base = wait_for_upload(upload_path(user, write_orders(tmp_path / "base.csv", 2000)))
+    assert base.status == Upload.Status.COMPLETED
+    before = lines_snapshot()
+    # The same lines at new prices, and many more: a cancelled load must leave neither.
+    upload = upload_path(user, write_orders(tmp_path / "big.csv", 150_000, price_factor=3))
+    wait_for_upload(upload, statuses={Upload.Status.PROCESSING})
+    while upload.processed_rows < 3000 and upload.status == Upload.Status.PROCESSING:
+        time.sleep(0.02)
+        upload.refresh_from_db()
+    assert upload.status == Upload.Status.PROCESSING, "the load ended before it could be cancelled"
+    services.cancel_upload(upload=upload, by=user)
+    upload = wait_for_upload(upload)
+    assert upload.status == Upload.Status.CANCELLED
+    assert lines_snapshot() == before
+    assert not PurchaseOrderLine.objects.filter(upload=upload).exists()
+    assert upload.processed_rows < 150_000
+
+
+def test_cancel_of_a_queued_upload_ends_it_at_once(user, tmp_path):
+    upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "q.csv", 10), enqueue=False)
+    cancelled = services.cancel_upload(upload=upload, by=user)
+    assert cancelled.status == Upload.Status.CANCELLED
+    process_upload.delay(str(upload.pk)).get(timeout=60)  # a late delivery changes nothing
+    upload.refresh_from_db()
+    assert upload.status == Upload.Status.CANCELLED and not PurchaseOrderLine.objects.exists()
+
+
+def test_cancel_is_refused_for_another_users_upload(user, other_user, tmp_path):
+    upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "q.csv", 10), enqueue=False)
+    with pytest.raises(services.PermissionDenied):
+        services.cancel_upload(upload=upload, by=other_user)
+    upload.refresh_from_db()
+    assert upload.status == Upload.Status.QUEUED
+
+
+def test_a_task_delivered_twice_loads_once(user, tmp_path):
+    upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "twice.csv", 20_000), enqueue=False)
+    first = process_upload.delay(str(upload.pk))
+    second = process_upload.delay(str(upload.pk))  # the worker has two processes: both run at once
+    results = [first.get(timeout=120), second.get(timeout=120)]
+    upload.refresh_from_db()
+    assert upload.status == Upload.Status.COMPLETED
+    assert PurchaseOrderLine.objects.count() == 20_000
+    assert all(r["status"] == "completed" for r in results)
+    assert upload.created_lines == 20_000
+    # And once more after the end: nothing changes.
+    assert process_upload.delay(str(upload.pk)).get(timeout=60)["created_prices"] == 20_000
+    assert PurchaseOrderLine.objects.count() == 20_000
+
+
+def test_two_uploads_sharing_suppliers_and_materials_both_complete(user, tmp_path):
+    a = upload_path(user, write_orders(tmp_path / "a.csv", 20_000, prefix="A"))
+    b = upload_path(user, write_orders(tmp_path / "b.csv", 20_000, prefix="B"))
+    a, b = wait_for_upload(a), wait_for_upload(b)
+    assert (a.status, b.status) == (Upload.Status.COMPLETED, Upload.Status.COMPLETED), (a.error_message, b.error_message)
+    assert a.created_suppliers + b.created_suppliers == Supplier.objects.count() == 20
+    assert a.created_materials + b.created_materials == Material.objects.count() == 50
+    assert PurchaseOrderLine.objects.count() == 40_000
+
+
+def test_task_result_keeps_the_seed_plans_keys(user, tmp_path):
+    upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "r.csv", 100), enqueue=False)
+    result = process_upload.delay(str(upload.pk)).get(timeout=60)
+    assert {"status", "processed", "created_suppliers", "created_materials", "created_pos", "created_prices"} <= set(result)
+    assert (result["status"], result["processed"], result["created_prices"]) == ("completed", 100, 100)
+
+
+def test_retry_of_a_failed_upload_runs_it_again(user, tmp_path):
+    path = tmp_path / "fix.csv"
+    path.write_text("Vendor,SKU,PO,Qty,Price\nA,M1,PO-1,0,2\n", encoding="utf-8")
+    upload = wait_for_upload(upload_path(user, path))
+    assert upload.status == Upload.Status.FAILED
+    upload = services.retry_upload(upload=upload, by=user)
+    assert upload.status in (Upload.Status.QUEUED, Upload.Status.PROCESSING, Upload.Status.FAILED)
+    assert wait_for_upload(upload).status == Upload.Status.FAILED
+    assert RowIssue.objects.filter(upload=upload).count() == 1
