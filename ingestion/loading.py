@@ -36,79 +36,107 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _insert_missing(model, columns: list[str], rows: list[tuple], key: str) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING; returns how many rows were really new."""
-    created = 0
+def _insert_missing(model, columns: list[str], rows: list[tuple], key: str) -> dict[str, int]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: {key: id} of the rows really created
+    (a row another upload created a moment earlier is not among them)."""
+    created: dict[str, int] = {}
     table = _table(model)
     names = ", ".join(connection.ops.quote_name(c) for c in columns)
+    key_index = columns.index(key)
+    conflict = f"ON CONFLICT ({connection.ops.quote_name(key)}) DO NOTHING RETURNING {connection.ops.quote_name(key)}, id"
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One array per column: a handful of parameters however many rows.
+            types = [_PG_TYPES[model._meta.get_field(c).get_internal_type()] for c in columns]
+            arrays = [list(column) for column in zip(*rows)]
+            unnest = ", ".join(f"%s::{t}[]" for t in types)
+            cursor.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({unnest}) {conflict}", arrays)
+            created.update(cursor.fetchall())
+            return created
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
             placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(chunk))
-            params = [value for row in chunk for value in row]
-            cursor.execute(
-                f"INSERT INTO {table} ({names}) VALUES {placeholders} "
-                f"ON CONFLICT ({connection.ops.quote_name(key)}) DO NOTHING RETURNING id",
-                params,
-            )
-            created += len(cursor.fetchall())
+            cursor.execute(f"INSERT INTO {table} ({names}) VALUES {placeholders} {conflict}", [v for row in chunk for v in row])
+            created.update(cursor.fetchall())
     return created
+
+
+_PG_TYPES = {"CharField": "text", "DateTimeField": "timestamptz", "DateField": "date", "ForeignKey": "bigint", "BigAutoField": "bigint"}
 
 
 def _ids(model, key: str, keys: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for start in range(0, len(keys), CHUNK):
-        found.update(model.objects.filter(**{f"{key}__in": keys[start : start + CHUNK]}).values_list(key, "id"))
+    table = _table(model)
+    column = connection.ops.quote_name(key)
+    with connection.cursor() as cursor:
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            cursor.execute(f"SELECT {column}, id FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            found.update(cursor.fetchall())
     return found
 
 
-def upsert_dimensions(lines: pd.DataFrame) -> tuple[pd.DataFrame, DimensionCounts]:
+class IdCache:
+    """Key -> id of the suppliers, materials and purchase orders one upload has met, so each
+    is looked up once per upload rather than once per batch. Rows are never deleted while
+    lines point at them (PROTECT), so a cached id stays valid."""
+
+    def __init__(self) -> None:
+        self.maps: dict[str, dict[str, int]] = {"supplier": {}, "material": {}, "purchase_order": {}}
+
+    def resolve(self, kind: str, model, key: str, frame: pd.DataFrame, key_column: str, columns: list[str], values) -> tuple[dict[str, int], int]:
+        """Ids for every key in `frame[key_column]`, inserting the missing rows (built by
+        `values(new_rows)` as tuples for `columns`). Returns (ids, how many were created)."""
+        known = self.maps[kind]
+        wanted = frame.drop_duplicates(key_column)
+        unseen = wanted[wanted[key_column].map(known).isna()].sort_values(key_column)
+        if unseen.empty:
+            return known, 0
+        keys = unseen[key_column].tolist()
+        known.update(_ids(model, key, keys))
+        new = unseen[unseen[key_column].map(known).isna()]
+        created = 0
+        if len(new):
+            # Sorted keys: two uploads inserting the same rows take their locks in one order.
+            inserted = _insert_missing(model, columns, values(new), key)
+            created = len(inserted)
+            known.update(inserted)
+            if created < len(new):  # another upload created some of them in the meantime
+                known.update(_ids(model, key, [k for k in new[key_column] if k not in inserted]))
+        return known, created
+
+
+def upsert_dimensions(lines: pd.DataFrame, cache: IdCache | None = None) -> tuple[pd.DataFrame, DimensionCounts]:
     """Give each line its supplier, material and purchase order ids, creating the missing
     ones. Returns the lines with supplier_id, material_id and purchase_order_id columns."""
+    cache = cache or IdCache()
     counts = DimensionCounts()
     if lines.empty:
         return lines.assign(supplier_id=[], material_id=[], purchase_order_id=[]), counts
     now = timezone.now()
 
-    suppliers = lines.drop_duplicates("supplier_key").sort_values("supplier_key")
-    supplier_keys = suppliers["supplier_key"].tolist()
-    known = _ids(Supplier, "key", supplier_keys)
-    new = suppliers[~suppliers["supplier_key"].isin(known.keys())]
-    if len(new):
-        counts.suppliers = _insert_missing(
-            Supplier, ["key", "code", "name", "created_at"],
-            list(zip(new["supplier_key"], new["supplier_code"], new["supplier_name"], [now] * len(new))), "key",
-        )
-        known = _ids(Supplier, "key", supplier_keys)
-    lines = lines.assign(supplier_id=lines["supplier_key"].map(known))
+    ids, counts.suppliers = cache.resolve(
+        "supplier", Supplier, "key", lines, "supplier_key", ["key", "code", "name", "created_at"],
+        lambda new: list(zip(new["supplier_key"], new["supplier_code"], new["supplier_name"], [now] * len(new))),
+    )
+    lines = lines.assign(supplier_id=lines["supplier_key"].map(ids))
 
-    materials = lines.drop_duplicates("material_key").sort_values("material_key")
-    material_keys = materials["material_key"].tolist()
-    known = _ids(Material, "key", material_keys)
-    new = materials[~materials["material_key"].isin(known.keys())]
-    if len(new):
-        counts.materials = _insert_missing(
-            Material, ["key", "code", "description", "category", "unit_of_measure", "created_at"],
-            list(zip(new["material_key"], new["material_code"], new["material_description"], new["category"],
-                     new["unit_of_measure"], [now] * len(new))), "key",
-        )
-        known = _ids(Material, "key", material_keys)
-    lines = lines.assign(material_id=lines["material_key"].map(known))
+    ids, counts.materials = cache.resolve(
+        "material", Material, "key", lines, "material_key",
+        ["key", "code", "description", "category", "unit_of_measure", "created_at"],
+        lambda new: list(zip(new["material_key"], new["material_code"], new["material_description"], new["category"],
+                             new["unit_of_measure"], [now] * len(new))),
+    )
+    lines = lines.assign(material_id=lines["material_key"].map(ids))
 
     # A purchase order takes its supplier, date and currency from its first line.
-    orders = lines.drop_duplicates("po_number").sort_values("po_number")
-    po_numbers = orders["po_number"].tolist()
-    known = _ids(PurchaseOrder, "po_number", po_numbers)
-    new = orders[~orders["po_number"].isin(known.keys())]
-    if len(new):
-        dates = [d if isinstance(d, str) else None for d in new["order_date"]]
-        counts.purchase_orders = _insert_missing(
-            PurchaseOrder, ["po_number", "supplier_id", "order_date", "currency", "created_at"],
-            list(zip(new["po_number"], new["supplier_id"].astype(int).tolist(), dates, new["currency"], [now] * len(new))),
-            "po_number",
-        )
-        known = _ids(PurchaseOrder, "po_number", po_numbers)
-    lines = lines.assign(purchase_order_id=lines["po_number"].map(known))
+    ids, counts.purchase_orders = cache.resolve(
+        "purchase_order", PurchaseOrder, "po_number", lines, "po_number",
+        ["po_number", "supplier_id", "order_date", "currency", "created_at"],
+        lambda new: list(zip(new["po_number"], new["supplier_id"].astype(int).tolist(),
+                             [d if isinstance(d, str) else None for d in new["order_date"]], new["currency"], [now] * len(new))),
+    )
+    lines = lines.assign(purchase_order_id=lines["po_number"].map(ids))
     return lines, counts
 
 
@@ -197,6 +225,11 @@ def merge_lines(upload_id, *, should_stop: Callable[[], bool], on_chunk: Callabl
     now = timezone.now()
     with transaction.atomic():
         with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # Skip the WAL flush at this commit: the upload's status update, committed
+                # right after with the usual flush, makes both durable, and nobody reads
+                # "completed" before it.
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
             for start in range(low, high + 1, MERGE_CHUNK):
                 if should_stop():
                     raise Cancelled()

@@ -68,7 +68,11 @@ class PurchaseOrderLine(models.Model):
     unit_price = models.DecimalField(max_digits=20, decimal_places=6)
     total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3, default=default_currency)
-    upload = models.ForeignKey("Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="lines")
+    # No database constraint: a merge writes hundreds of thousands of lines at once and the
+    # upload is bookkeeping, not part of the line's identity; Django still nulls it on delete.
+    upload = models.ForeignKey(
+        "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="lines", db_constraint=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -201,7 +205,9 @@ class StagedLine(models.Model):
     visible and a dead worker loses nothing; the lines table changes only in the final merge
     transaction, so a cancelled or failed upload leaves it exactly as it was."""
 
-    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="staged_lines")
+    # No database constraint: the staging table is write-heavy scratch space, and a
+    # foreign-key check per copied row would cost more than the whole copy.
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="staged_lines", db_constraint=False)
     purchase_order_id = models.BigIntegerField()
     line_number = models.PositiveIntegerField()
     material_id = models.BigIntegerField()
@@ -210,6 +216,3 @@ class StagedLine(models.Model):
     total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3)
     source_row = models.PositiveIntegerField()
-
-    class Meta:
-        indexes = [models.Index(fields=["upload", "purchase_order_id", "line_number"], name="staged_upload_po_line")]

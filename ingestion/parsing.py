@@ -34,7 +34,17 @@ def parse_decimal(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
     Returns (decimal strings with None for blanks and failures, mask of failures)."""
     text = values.str.strip()
-    blank = text == ""
+    plain = text.str.fullmatch(_NUMBER)
+    messy = ~plain & (text != "")
+    if not messy.any():  # the common case: a clean export pays for one regex
+        return text.where(plain, None), messy
+    cleaned, ok = _clean_money(text[messy])
+    text = text.where(plain, None).astype(object)
+    text.loc[cleaned.index] = cleaned.where(ok, None)
+    return text, messy & ~ok.reindex(messy.index, fill_value=False)
+
+
+def _clean_money(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     negative = text.str.startswith("(") & text.str.endswith(")")
     text = text.where(~negative, text.str.slice(1, -1).str.strip())
     # A sign may stand before or after a currency symbol: '-$5', '$-5'.
@@ -46,11 +56,10 @@ def parse_decimal(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     text = text.where(~thousands, text.str.replace(",", "", regex=False))
     decimal_comma = text.str.match(_DECIMAL_COMMA)
     text = text.where(~decimal_comma, text.str.replace(",", ".", regex=False))
-    ok = text.str.fullmatch(_NUMBER) & ~blank
+    ok = text.str.fullmatch(_NUMBER)
     text = text.where(~negative, "-" + text.str.lstrip("+"))
     text = text.str.replace("--", "", regex=False)
-    bad = ~ok & ~blank
-    return text.where(ok, None), bad
+    return text, ok
 
 
 def parse_int(values: pd.Series) -> tuple[pd.Series, pd.Series]:

@@ -6,8 +6,10 @@ page), and `should_stop`, polled between steps (the task wires it to the cancel 
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from queue import Empty, Full, Queue
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +47,18 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
     on_progress(upload, f"Reading {table.description}")
 
     line_counters: dict[str, int] = {}
+    ids = loading.IdCache()
     stored_issues = 0
-    try:
+    def validated_batches():
         for batch in table.batches:
-            if should_stop():
-                raise Cancelled()
-            validated = validate_batch(
+            yield batch, validate_batch(
                 batch.frame, columns=columns, day_first=upload.day_first, default_currency=settings.INGEST_DEFAULT_CURRENCY
             )
+
+    try:
+        for batch, validated in prefetch(validated_batches(), should_stop=should_stop):
+            if should_stop():
+                raise Cancelled()
             issues = validated.issues
             if batch.skipped:
                 skipped = pd.DataFrame(
@@ -70,7 +76,7 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
             lines = _number_lines(validated.lines, line_counters, numbered="line_number" in columns)
             if should_stop():
                 raise Cancelled()
-            lines, created = loading.upsert_dimensions(lines)
+            lines, created = loading.upsert_dimensions(lines, ids)
             loading.stage_lines(upload.pk, lines)
             if stored_issues < MAX_STORED_ISSUES and len(issues):
                 keep = issues.head(MAX_STORED_ISSUES - stored_issues)
@@ -109,6 +115,49 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
             on_progress(upload, f"Saving lines ({done * 100 // max(total, 1)}%)")
 
     upload.created_lines, upload.updated_lines = loading.merge_lines(upload.pk, should_stop=should_stop, on_chunk=merged)
+
+
+def prefetch(items: Iterator, *, should_stop: Callable[[], bool], depth: int = 2) -> Iterator:
+    """Produce `items` in a second thread, up to `depth` ahead: the next batch is parsed and
+    validated (pandas and Arrow, mostly outside the GIL) while this one is being written
+    (mostly waiting on the database). Exceptions arrive in order, where they happened."""
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put((item, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set() or should_stop():
+                    return
+            queue.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            queue.put((None, exc))
+
+    thread = threading.Thread(target=produce, name="ingest-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item, error = queue.get(timeout=0.1)
+            except Empty:
+                if should_stop():
+                    raise Cancelled() from None
+                continue
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def _number_lines(lines: pd.DataFrame, counters: dict[str, int], *, numbered: bool) -> pd.DataFrame:
