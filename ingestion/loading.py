@@ -86,24 +86,24 @@ class IdCache:
 
     def resolve(self, kind: str, model, key: str, frame: pd.DataFrame, key_column: str, columns: list[str], values) -> tuple[dict[str, int], int]:
         """Ids for every key in `frame[key_column]`, inserting the missing rows (built by
-        `values(new_rows)` as tuples for `columns`). Returns (ids, how many were created)."""
+        `values(new_rows)` as tuples for `columns`). Returns ({key: id} for this frame's
+        keys, how many rows were created). Work is per distinct key in the batch, never
+        per key the upload has seen so far."""
         known = self.maps[kind]
         wanted = frame.drop_duplicates(key_column)
-        unseen = wanted[wanted[key_column].map(known).isna()].sort_values(key_column)
-        if unseen.empty:
-            return known, 0
-        keys = unseen[key_column].tolist()
-        known.update(_ids(model, key, keys))
-        new = unseen[unseen[key_column].map(known).isna()]
+        unseen_keys = [k for k in wanted[key_column] if k not in known]
         created = 0
-        if len(new):
-            # Sorted keys: two uploads inserting the same rows take their locks in one order.
-            inserted = _insert_missing(model, columns, values(new), key)
-            created = len(inserted)
-            known.update(inserted)
-            if created < len(new):  # another upload created some of them in the meantime
-                known.update(_ids(model, key, [k for k in new[key_column] if k not in inserted]))
-        return known, created
+        if unseen_keys:
+            known.update(_ids(model, key, sorted(unseen_keys)))
+            new = wanted[[k not in known for k in wanted[key_column]]].sort_values(key_column)
+            if len(new):
+                # Sorted keys: two uploads inserting the same rows take their locks in one order.
+                inserted = _insert_missing(model, columns, values(new), key)
+                created = len(inserted)
+                known.update(inserted)
+                if created < len(new):  # another upload created some of them in the meantime
+                    known.update(_ids(model, key, [k for k in new[key_column] if k not in inserted]))
+        return {k: known[k] for k in wanted[key_column]}, created
 
 
 def upsert_dimensions(lines: pd.DataFrame, cache: IdCache | None = None) -> tuple[pd.DataFrame, DimensionCounts]:

@@ -166,7 +166,7 @@ def _number_lines(lines: pd.DataFrame, counters: dict[str, int], *, numbered: bo
     if numbered or lines.empty:
         return lines
     order = lines.groupby("po_number", sort=False).cumcount().to_numpy() + 1
-    offset = lines["po_number"].map(counters).fillna(0).to_numpy(dtype=np.int64)
+    offset = lines["po_number"].map({po: counters.get(po, 0) for po in lines["po_number"].unique()}).to_numpy(dtype=np.int64)
     numbers = order + offset
     lines = lines.assign(line_number=numbers)
     counters.update(lines.groupby("po_number", sort=False)["line_number"].max().to_dict())

@@ -4,4 +4,12 @@ from . import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("uploads/", views.upload_create, name="upload-create"),
+    path("uploads/cards/", views.upload_cards, name="upload-cards"),
+    path("uploads/<uuid:upload_id>/", views.upload_detail, name="upload-detail"),
+    path("uploads/<uuid:upload_id>/status.json", views.upload_status, name="upload-status"),
+    path("uploads/<uuid:upload_id>/progress/", views.upload_progress, name="upload-progress"),
+    path("uploads/<uuid:upload_id>/issues.csv", views.upload_issues_csv, name="upload-issues-csv"),
+    path("uploads/<uuid:upload_id>/cancel/", views.upload_cancel, name="upload-cancel"),
+    path("uploads/<uuid:upload_id>/retry/", views.upload_retry, name="upload-retry"),
 ]

@@ -1,7 +1,297 @@
+"""HTTP views: thin functions that read through `selectors`, write through `services`, and
+render the one card partial. Every view is for signed-in users and owner-only: someone
+else's upload is a 404, exactly like an upload that does not exist."""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from pathlib import Path
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import selectors, services
+from .models import RowIssue, Upload
+
+CARD = "ingestion/dashboard.html#upload-card"
+UPLOADS_PER_PAGE = 25
+ISSUES_PER_PAGE = 50
+MAX_CARD_IDS = 100
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def wants_json(request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def render_cards(uploads) -> str:
+    return "".join(render_to_string(CARD, {"upload": upload}) for upload in uploads)
+
+
+def get_upload_or_404(request, upload_id) -> Upload:
+    upload = selectors.upload_for_user(user=request.user, upload_id=upload_id)
+    if upload is None:
+        raise Http404("No such upload.")
+    return upload
+
+
+def upload_ref(upload: Upload) -> dict:
+    return {"id": str(upload.pk), "status": upload.status, "url": reverse("upload-detail", args=[upload.pk])}
+
+
+def refuse(request, message: str, status: int = 400) -> HttpResponse:
+    if wants_json(request):
+        return JsonResponse({"error": message}, status=status)
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+def form_flag(request, name: str) -> bool | None:
+    """A checkbox or a script's field: absent -> None (the default applies)."""
+    value = request.POST.get(name)
+    if value is None:
+        return None
+    return value.strip().lower() in {"1", "true", "on", "yes"}
+
+
+def neutralize(cell) -> object:
+    """Keep a spreadsheet from running a cell as a formula (CSV injection)."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_PREFIXES):
+        return "'" + cell
+    return cell
+
+
+class Echo:
+    """A file-like object whose write() hands the line back, for streaming csv.writer output."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+# --- pages --------------------------------------------------------------------------------
 
 
 @login_required
+@require_GET
 def dashboard(request):
-    return HttpResponse("placeholder")
+    page = Paginator(selectors.uploads_for_user(user=request.user), UPLOADS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "ingestion/dashboard.html",
+        {
+            "page": page,
+            "uploads": page.object_list,
+            "max_bytes": settings.UPLOAD_MAX_BYTES,
+            "extensions": ".csv,.xlsx,.xls,.ods",
+        },
+    )
+
+
+@login_required
+@require_GET
+def upload_detail(request, upload_id):
+    upload = get_upload_or_404(request, upload_id)
+    severity = request.GET.get("severity")
+    if severity not in (RowIssue.Severity.ERROR, RowIssue.Severity.WARNING):
+        severity = None
+    issues = Paginator(selectors.row_issues(upload=upload, severity=severity), ISSUES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "ingestion/detail.html",
+        {
+            "upload": upload,
+            "issues": issues,
+            "severity": severity,
+            "issue_counts": {
+                "all": selectors.row_issues(upload=upload).count(),
+                "error": selectors.row_issues(upload=upload, severity=RowIssue.Severity.ERROR).count(),
+                "warning": selectors.row_issues(upload=upload, severity=RowIssue.Severity.WARNING).count(),
+            },
+        },
+    )
+
+
+# --- uploads ------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def upload_create(request):
+    files = request.FILES.getlist("files")
+    if not files:
+        return refuse(request, "Choose at least one file to upload.")
+
+    mapping = None
+    raw_mapping = request.POST.get("mapping", "").strip()
+    if raw_mapping:
+        try:
+            mapping = json.loads(raw_mapping)
+        except json.JSONDecodeError as exc:
+            return refuse(request, f"The column mapping is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).")
+
+    # Check every file before storing any, so a batch is taken whole or not at all.
+    for file in files:
+        try:
+            services.validate_upload_file(name=file.name, size=file.size)
+        except services.UploadRejected as exc:
+            return refuse(request, str(exc))
+
+    try:
+        with transaction.atomic():
+            uploads = [
+                services.create_upload(
+                    owner=request.user,
+                    file=file,
+                    name=file.name,
+                    mapping=mapping,
+                    day_first=form_flag(request, "day_first"),
+                    strict=bool(form_flag(request, "strict")),
+                )
+                for file in files
+            ]
+    except services.UploadRejected as exc:
+        return refuse(request, str(exc))
+
+    if wants_json(request):
+        return JsonResponse({"uploads": [upload_ref(upload) for upload in uploads]}, status=201)
+    if request.htmx:
+        return HttpResponse(render_cards(uploads), status=201)
+    return redirect("dashboard")
+
+
+@login_required
+@require_POST
+def upload_cancel(request, upload_id):
+    upload = get_upload_or_404(request, upload_id)
+    upload = services.cancel_upload(upload=upload, by=request.user)
+    if request.htmx:
+        return HttpResponse(render_cards([upload]))
+    if wants_json(request):
+        return JsonResponse(upload_ref(upload))
+    return redirect("upload-detail", upload_id=upload.pk)
+
+
+@login_required
+@require_POST
+def upload_retry(request, upload_id):
+    upload = get_upload_or_404(request, upload_id)
+    try:
+        upload = services.retry_upload(upload=upload, by=request.user)
+    except services.UploadRejected as exc:
+        return refuse(request, str(exc), status=409)
+    if request.htmx:
+        return HttpResponse(render_cards([upload]))
+    if wants_json(request):
+        return JsonResponse(upload_ref(upload))
+    return redirect("upload-detail", upload_id=upload.pk)
+
+
+# --- machine-readable state ---------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def upload_status(request, upload_id):
+    upload = get_upload_or_404(request, upload_id)
+    summary = selectors.upload_summary(upload=upload)
+    summary["processed_rows"] = upload.processed_rows
+    summary["percent"] = upload.percent
+    summary["seq"] = upload.seq
+    return JsonResponse(summary)
+
+
+CELERY_STATES = {
+    Upload.Status.QUEUED: "PENDING",
+    Upload.Status.PROCESSING: "PROGRESS",
+    Upload.Status.CANCELLING: "PROGRESS",
+    Upload.Status.COMPLETED: "SUCCESS",
+    Upload.Status.FAILED: "FAILURE",
+    Upload.Status.CANCELLED: "REVOKED",
+}
+
+
+@login_required
+@require_GET
+def upload_progress(request, upload_id):
+    """The response shape of celery-progress's task status view, so its scripts keep working."""
+    upload = get_upload_or_404(request, upload_id)
+    total = upload.total_rows or 0
+    if upload.status == Upload.Status.QUEUED:
+        description = "Queued"
+    elif upload.is_active:
+        description = f"{upload.get_status_display()}: {upload.processed_rows:,} of {total:,} rows" if total else upload.get_status_display()
+    else:
+        description = upload.get_status_display()
+    result = None
+    success = None
+    if upload.status == Upload.Status.COMPLETED:
+        success = True
+        result = services.task_result(upload)
+    elif upload.status in (Upload.Status.FAILED, Upload.Status.CANCELLED):
+        success = False
+        result = upload.error_message or upload.get_status_display()
+    return JsonResponse(
+        {
+            "state": CELERY_STATES[upload.status],
+            "complete": upload.is_finished,
+            "success": success,
+            "progress": {
+                "pending": upload.status == Upload.Status.QUEUED,
+                "current": upload.processed_rows,
+                "total": total,
+                "percent": float(upload.percent),
+                "description": description,
+            },
+            "result": result,
+        }
+    )
+
+
+@login_required
+@require_GET
+def upload_issues_csv(request, upload_id):
+    upload = get_upload_or_404(request, upload_id)
+    issues = selectors.row_issues(upload=upload).values_list("row_number", "column", "value", "message", "severity")
+    writer = csv.writer(Echo())
+
+    def lines():
+        yield writer.writerow(["row", "column", "value", "message", "severity"])
+        for row in issues.iterator(chunk_size=2000):
+            yield writer.writerow([neutralize(cell) for cell in row])
+
+    filename = f"{Path(upload.original_name).stem or 'upload'}-issues.csv".replace('"', "")
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+@require_http_methods(["GET"])
+def upload_cards(request):
+    """Cards by id (own only), plus with active=1 all the user's unfinished uploads: the
+    page's fallback when its websocket cannot be opened."""
+    wanted = []
+    for value in request.GET.getlist("ids"):
+        for part in value.split(","):
+            try:
+                wanted.append(uuid.UUID(part.strip()))
+            except ValueError:
+                continue
+    wanted = wanted[:MAX_CARD_IDS]
+    uploads = {upload.pk: upload for upload in selectors.uploads_for_user(user=request.user).filter(pk__in=wanted)}
+    if request.GET.get("active") in ("1", "true"):
+        for upload in selectors.active_uploads_for_user(user=request.user)[:MAX_CARD_IDS]:
+            uploads.setdefault(upload.pk, upload)
+    ordered = sorted(uploads.values(), key=lambda upload: upload.created_at, reverse=True)
+    return HttpResponse(render_cards(ordered))
