@@ -18,7 +18,7 @@ from django.utils import timezone
 from .models import Material, PurchaseOrder, PurchaseOrderLine, StagedLine, Supplier
 
 CHUNK = 1000  # rows per INSERT statement (SQLite allows 32,766 parameters)
-MERGE_CHUNK = 50_000  # staged rows per merge statement; cancel is checked between them
+MERGE_CHUNK = 20_000  # staged rows per merge statement; cancel is checked between them
 
 
 class Cancelled(Exception):

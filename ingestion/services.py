@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import redis
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
-from django.db import close_old_connections, transaction
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -231,11 +234,18 @@ class _Supervisor(threading.Thread):
     database connection, so the pipeline's `should_stop` costs nothing and a stale
     heartbeat reliably means a dead worker."""
 
-    def __init__(self, upload_id) -> None:
+    def __init__(self, upload_id, *, interrupt: Callable[[], None]) -> None:
         super().__init__(name=f"upload-supervisor-{upload_id}", daemon=True)
         self.upload_id = upload_id
+        self.interrupt = interrupt
         self.cancelled = threading.Event()
         self.stopping = threading.Event()
+
+    def _cancel(self) -> None:
+        if not self.cancelled.is_set():
+            self.cancelled.set()
+            # A statement may be running for a while (a big merge chunk): stop it now.
+            self.interrupt()
 
     def run(self) -> None:
         last_heartbeat = last_db_check = 0.0
@@ -244,23 +254,21 @@ class _Supervisor(threading.Thread):
                 now = time.monotonic()
                 try:
                     if _redis().exists(_cancel_key(self.upload_id)):
-                        self.cancelled.set()
+                        self._cancel()
                 except redis.RedisError:
                     pass
                 try:
                     if now - last_db_check >= 1.0:
                         last_db_check = now
                         if Upload.objects.filter(pk=self.upload_id, status=Upload.Status.CANCELLING).exists():
-                            self.cancelled.set()
+                            self._cancel()
                     if now - last_heartbeat >= HEARTBEAT_SECONDS:
                         last_heartbeat = now
                         Upload.objects.filter(pk=self.upload_id).update(heartbeat_at=timezone.now())
                 except Exception:  # noqa: BLE001 - a busy SQLite or a blip must not kill the watch
                     log.debug("supervisor check failed", exc_info=True)
         finally:
-            from django.db import connection
-
-            connection.close()
+            connection.close()  # this thread's own connection
 
     def should_stop(self) -> bool:
         return self.cancelled.is_set()
@@ -325,6 +333,7 @@ def process_upload(*, upload_id, task_id: str = "") -> dict:
     """Run the pipeline for one upload and record how it ended. Safe to call twice for the
     same upload (a redelivered task): a finished upload is returned as it is, a running one
     raises UploadBusy, and a run taken over from a dead worker starts from a clean slate."""
+    from .loading import Cancelled
     from .pipeline import PipelineError, run_pipeline
 
     upload = _claim(upload_id=upload_id, task_id=task_id)
@@ -335,39 +344,67 @@ def process_upload(*, upload_id, task_id: str = "") -> dict:
         return _finish(upload, status=Upload.Status.CANCELLED)
     _publish(upload)
 
-    supervisor = _Supervisor(upload.pk)
+    supervisor = _Supervisor(upload.pk, interrupt=_statement_interrupter())
     supervisor.start()
 
     def on_progress(current: Upload, description: str) -> None:
         current.seq = now_seq()
         if supervisor.should_stop():
             current.status = Upload.Status.CANCELLING
-        from django.db import connection
-
         if not connection.in_atomic_block:  # inside the merge, the row is written at the end
             Upload.objects.filter(pk=current.pk).update(
                 seq=current.seq, heartbeat_at=timezone.now(), **{f: getattr(current, f) for f in _COUNTERS}
             )
         _publish(current)
 
-    from .loading import Cancelled
-
+    status, error = Upload.Status.COMPLETED, ""
     try:
         run_pipeline(upload=upload, on_progress=on_progress, should_stop=supervisor.should_stop)
     except Cancelled:
-        return _finish(upload, status=Upload.Status.CANCELLED)
+        status = Upload.Status.CANCELLED
     except PipelineError as exc:
-        return _finish(upload, status=Upload.Status.FAILED, error=str(exc))
+        status, error = Upload.Status.FAILED, str(exc)
+    except SoftTimeLimitExceeded:
+        status, error = Upload.Status.FAILED, f"The load took longer than the limit of {settings.CELERY_TASK_SOFT_TIME_LIMIT} s; nothing was written."
+    except DatabaseError:
+        if supervisor.should_stop():  # the statement was interrupted by the cancel
+            status = Upload.Status.CANCELLED
+        elif isinstance(sys.exc_info()[1], TRANSIENT_ERRORS):
+            # Let the task retry: give up the lease so the retry can take the upload at once.
+            supervisor.stop()
+            _release(upload)
+            raise
+        else:
+            log.exception("Upload %s failed in the database", upload.pk)
+            status, error = Upload.Status.FAILED, f"Database error while loading: {sys.exc_info()[1]}"
     except TRANSIENT_ERRORS:
-        # Let the task retry: give up the lease so the retry can take the upload at once.
+        supervisor.stop()
         _release(upload)
         raise
     except Exception as exc:
         log.exception("Upload %s failed unexpectedly", upload.pk)
-        return _finish(upload, status=Upload.Status.FAILED, error=f"Internal error while loading: {type(exc).__name__}: {exc}")
+        status, error = Upload.Status.FAILED, f"Internal error while loading: {type(exc).__name__}: {exc}"
     finally:
         supervisor.stop()
-    return _finish(upload, status=Upload.Status.COMPLETED)
+    return _finish(upload, status=status, error=error)
+
+
+def _statement_interrupter() -> Callable[[], None]:
+    """A function another thread may call to stop the statement this thread is running."""
+    connection.ensure_connection()
+    raw = connection.connection
+    vendor = connection.vendor
+
+    def interrupt() -> None:
+        try:
+            if vendor == "postgresql":
+                raw.cancel_safe(timeout=2)
+            elif vendor == "sqlite":
+                raw.interrupt()
+        except Exception:  # noqa: BLE001 - the checks between steps still stop the run
+            log.debug("could not interrupt the running statement", exc_info=True)
+
+    return interrupt
 
 
 def _release(upload: Upload) -> None:
