@@ -44,12 +44,13 @@
 
   // ---- (a) cards ---------------------------------------------------------------------------
 
-  function applyCards(html) {
+  function applyCards(html, ownUpload) {
     if (typeof html !== "string" || !html) return;
     var tpl = document.createElement("template");
     tpl.innerHTML = html;
     var list = document.getElementById("upload-list");
-    var acceptNew = list && list.getAttribute("data-accept-new") === "true";
+    // Pages after the first take only updates, except for the user's own fresh uploads.
+    var acceptNew = list && (ownUpload || list.getAttribute("data-accept-new") === "true");
     var fresh = [];
     Array.prototype.slice.call(tpl.content.children).forEach(function (el) {
       if (el.id === "ws-error") {
@@ -102,7 +103,7 @@
       return;
     }
     if (pending) pending.remove();
-    applyCards(text);
+    applyCards(text, !!pending);
   });
 
   document.addEventListener("htmx:sendError", function (evt) {
@@ -378,7 +379,7 @@
         '<span class="pending-bytes"></span>';
       item.querySelector(".file-name").textContent = file.name;
       item.querySelector(".pending-bytes").textContent = "0 of " + formatBytes(file.size);
-      pendingList.prepend(item);
+      pendingList.appendChild(item);
 
       var shown = 0;
       item.addEventListener("htmx:xhr:progress", function (evt) {
