@@ -89,10 +89,22 @@
     }
   }
 
+  function cardsRequest(evt) {
+    var elt = evt.detail.requestConfig && evt.detail.requestConfig.elt;
+    return elt && elt.closest ? elt.closest("[data-cards]") : null;
+  }
+
+  // With DEBUG on, django-htmx's helper replaces the whole page with any 400/403/404/500
+  // answer. A refused upload or retry is an answer this page shows itself, so it never
+  // reaches that helper (capture phase on document runs before its listener).
+  document.addEventListener("htmx:beforeOnLoad", function (evt) {
+    if (cardsRequest(evt)) evt.stopPropagation();
+  }, true);
+
   // Every HTTP answer made of cards (upload, cancel, retry) goes through applyCards too.
   document.addEventListener("htmx:beforeSwap", function (evt) {
-    var elt = evt.detail.requestConfig && evt.detail.requestConfig.elt;
-    if (!elt || !elt.closest || !elt.closest("[data-cards]")) return;
+    var elt = cardsRequest(evt);
+    if (!elt) return;
     evt.detail.shouldSwap = false;
     var pending = elt.closest(".pending-upload");
     var text = evt.detail.xhr ? evt.detail.xhr.responseText : "";
