@@ -139,7 +139,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [os.environ.get("CHANNELS_REDIS_URL", REDIS_URL)],
+            # redis-py 8 times sockets out after 5 s by default, exactly channels-redis'
+            # blocking-pop time: every idle socket would die with 1011 (channels_redis#422).
+            "hosts": [{"address": os.environ.get("CHANNELS_REDIS_URL", REDIS_URL), "socket_timeout": 15}],
             "prefix": os.environ.get("CHANNELS_PREFIX", "intake"),
             # channels-redis drops messages beyond capacity with only an INFO log: give each
             # socket room for a burst of ten busy uploads, and keep nothing older than a minute
