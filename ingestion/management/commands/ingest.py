@@ -1,0 +1,229 @@
+"""`python manage.py ingest FILE [FILE ...] --user NAME [--mapping JSON] [--day-first]
+[--strict] [--no-wait] [--json]`
+
+Creates uploads exactly as the web does (the same service: stored file, SHA-256, queued to
+the Celery worker on commit), then follows them to the end by reading their Upload rows,
+with a progress bar on stderr. Exits 1 if any upload failed or was cancelled; Ctrl-C
+cancels the uploads it started and exits 130."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from ingestion import selectors, services
+from ingestion.columns import validate_explicit_mapping
+from ingestion.models import Upload
+
+POLL_SECONDS = 0.2
+CANCEL_WAIT_SECONDS = 10
+
+
+class Command(BaseCommand):
+    help = "Load purchase-order files through the Celery worker, as the web upload does, and follow them."
+
+    def add_arguments(self, parser):
+        parser.add_argument("files", nargs="+", metavar="FILE")
+        parser.add_argument("--user", required=True, help="username that owns the uploads")
+        parser.add_argument("--mapping", help='explicit column mapping as JSON, e.g. \'{"Vendor": "supplier_name"}\'')
+        parser.add_argument("--day-first", action="store_true", help="read 11/09/2014 as 11 September")
+        parser.add_argument("--strict", action="store_true", help="fail the whole upload if any row is rejected")
+        parser.add_argument("--no-wait", action="store_true", help="return once the uploads are queued")
+        parser.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object per file")
+        parser.add_argument("--timeout", type=float, default=None, help="give up following after this many seconds")
+
+    def handle(self, *args, files, user, mapping, day_first, strict, no_wait, as_json: bool, timeout, **options):
+        owner = self._user(user)
+        paths = [self._path(name) for name in files]
+        clean_mapping = self._mapping(mapping)
+
+        uploads: list[Upload] = []
+        for path in paths:
+            try:
+                uploads.append(
+                    services.create_upload_from_path(
+                        owner=owner, path=path, mapping=clean_mapping,
+                        day_first=True if day_first else None, strict=strict,
+                    )
+                )
+            except services.UploadRejected as exc:
+                if uploads:  # the earlier files are queued already: say so
+                    self.stderr.write(f"Queued before the refusal: {', '.join(str(u.pk) for u in uploads)}")
+                raise CommandError(str(exc)) from exc
+        if not as_json:
+            for upload in uploads:
+                self.stderr.write(f"Queued {upload.original_name} as upload {upload.pk}")
+
+        if no_wait:
+            self._report(uploads, as_json=as_json)
+            return
+
+        try:
+            uploads = self._follow(owner, uploads, timeout=timeout)
+        except KeyboardInterrupt:
+            self._interrupted(owner, uploads, as_json=as_json)
+            sys.exit(130)
+        self._report(uploads, as_json=as_json)
+        bad = [u for u in uploads if u.status != Upload.Status.COMPLETED]
+        if bad:
+            detail = "; ".join(f"{u.original_name}: {u.status}" + (f" ({u.error_message})" if u.error_message else "") for u in bad)
+            raise CommandError(f"{len(bad)} of {len(uploads)} uploads did not complete: {detail}", returncode=1)
+
+    # --- arguments ---------------------------------------------------------------------
+
+    def _user(self, username: str):
+        User = get_user_model()
+        try:
+            return User.objects.get(**{User.USERNAME_FIELD: username})
+        except User.DoesNotExist:
+            raise CommandError(f"No user named {username!r}; create one with `manage.py createsuperuser`.") from None
+
+    def _path(self, name: str) -> Path:
+        path = Path(name)
+        if not path.exists():
+            raise CommandError(f"{name}: no such file.")
+        if not path.is_file():
+            raise CommandError(f"{name}: not a file.")
+        try:  # refuse before anything is queued, with the web's own rules
+            services.validate_upload_file(name=path.name, size=path.stat().st_size)
+        except services.UploadRejected as exc:
+            raise CommandError(str(exc)) from exc
+        return path
+
+    def _mapping(self, text: str | None) -> dict:
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--mapping is not valid JSON ({exc.msg} at character {exc.pos}).") from exc
+        try:
+            return validate_explicit_mapping(value)
+        except ValueError as exc:
+            raise CommandError(f"--mapping: {exc}") from exc
+
+    # --- following -----------------------------------------------------------------------
+
+    def _follow(self, owner, uploads: list[Upload], *, timeout: float | None) -> list[Upload]:
+        ids = [u.pk for u in uploads]
+        started = time.monotonic()
+        bar = _ProgressBar(self.stderr)
+        announced: set = set()
+        while True:
+            current = {u.pk: u for u in selectors.uploads_for_user(user=owner).filter(pk__in=ids)}
+            uploads = [current.get(pk, old) for pk, old in zip(ids, uploads)]
+            for upload in uploads:
+                if upload.is_finished and upload.pk not in announced:
+                    announced.add(upload.pk)
+                    bar.clear()
+                    self.stderr.write(_finished_line(upload))
+            if all(u.is_finished for u in uploads):
+                bar.clear()
+                return uploads
+            bar.draw(uploads, elapsed=time.monotonic() - started)
+            if timeout is not None and time.monotonic() - started > timeout:
+                bar.clear()
+                raise CommandError(f"Gave up following after {timeout:g} s; the uploads go on in the worker.")
+            time.sleep(POLL_SECONDS)
+
+    def _interrupted(self, owner, uploads: list[Upload], *, as_json: bool) -> None:
+        self.stderr.write("\nInterrupted: cancelling the uploads this command started...")
+        for upload in uploads:
+            upload.refresh_from_db()
+            if upload.is_active:
+                services.cancel_upload(upload=upload, by=owner)
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        ids = [u.pk for u in uploads]
+        while time.monotonic() < deadline:
+            rows = list(selectors.uploads_for_user(user=owner).filter(pk__in=ids))
+            if all(u.is_finished for u in rows):
+                break
+            time.sleep(POLL_SECONDS)
+        for upload in uploads:
+            upload.refresh_from_db()
+            self.stderr.write(_finished_line(upload) if upload.is_finished else f"{upload.original_name}: still {upload.status}")
+        self._report(uploads, as_json=as_json)
+
+    def _report(self, uploads: list[Upload], *, as_json: bool) -> None:
+        for upload in uploads:
+            if as_json:
+                self.stdout.write(json.dumps(selectors.upload_summary(upload=upload), default=str))
+            else:
+                summary = selectors.upload_summary(upload=upload)
+                created = summary["created"]
+                self.stdout.write(
+                    f"{upload.pk}  {upload.original_name}  {summary['status']}: "
+                    f"{summary['imported_rows']:,} imported, {summary['rejected_rows']:,} rejected, "
+                    f"{summary['warnings']:,} warnings; created {created['suppliers']:,} suppliers, "
+                    f"{created['materials']:,} materials, {created['purchase_orders']:,} purchase orders, "
+                    f"{created['lines']:,} lines; {summary['updated_lines']:,} lines updated"
+                    + (f"; {summary['error']}" if summary["error"] else "")
+                )
+
+
+def _finished_line(upload: Upload) -> str:
+    mark = {"completed": "done", "failed": "FAILED", "cancelled": "cancelled"}.get(upload.status, upload.status)
+    elapsed = upload.elapsed_seconds
+    rate = upload.rows_per_second
+    timing = f" in {elapsed:.1f} s" if elapsed is not None else ""
+    speed = f" ({rate:,.0f} rows/s)" if rate else ""
+    line = f"{upload.original_name}: {mark}, {upload.processed_rows:,} rows{timing}{speed}"
+    if upload.status != Upload.Status.COMPLETED and upload.error_message:
+        line += f": {upload.error_message}"
+    return line
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class _ProgressBar:
+    """One self-rewriting line on a terminal; a line every 5 s otherwise (logs, CI)."""
+
+    WIDTH = 28
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.drawn = False
+        self.last_plain = 0.0
+
+    def draw(self, uploads: list[Upload], *, elapsed: float) -> None:
+        processed = sum(u.processed_rows for u in uploads)
+        totals = [u.total_rows for u in uploads]
+        known = all(t for t in totals)
+        total = sum(t for t in totals if t) if known else None
+        rate = processed / elapsed if elapsed > 0 else 0.0
+        eta = (max(total - processed, 0) / rate) if (total and rate) else None
+        running = sum(u.status in (Upload.Status.PROCESSING, Upload.Status.CANCELLING) for u in uploads)
+        queued = sum(u.status == Upload.Status.QUEUED for u in uploads)
+        done = sum(u.is_finished for u in uploads)
+        share = min(processed / total, 1.0) if total else 0.0
+        filled = int(share * self.WIDTH)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        text = (
+            f"[{bar}] {share * 100:3.0f}% {processed:,}/{f'{total:,}' if total else '?'} rows  "
+            f"{rate:,.0f} rows/s  ETA {_clock(eta)}  ({running} running, {queued} queued, {done}/{len(uploads)} done)"
+        )
+        if self.tty:
+            self.stream.write("\r" + text + "\x1b[K", ending="")
+            self.stream.flush()
+            self.drawn = True
+        elif time.monotonic() - self.last_plain >= 5:
+            self.last_plain = time.monotonic()
+            self.stream.write(text)
+
+    def clear(self) -> None:
+        if self.tty and self.drawn:
+            self.stream.write("\r\x1b[K", ending="")
+            self.stream.flush()
+            self.drawn = False
