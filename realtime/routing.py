@@ -1,3 +1,7 @@
 from django.urls import path
 
-websocket_urlpatterns: list = []
+from .consumers import UploadsConsumer
+
+websocket_urlpatterns = [
+    path("ws/uploads/", UploadsConsumer.as_asgi()),
+]

@@ -1,0 +1,10 @@
+"""Channel-layer group names. A page joins its user's group (the dashboard) or one upload's
+group (the detail page); the publisher sends every event to both."""
+
+
+def user_group(user_id) -> str:
+    return f"uploads.user.{user_id}"
+
+
+def upload_group(upload_id) -> str:
+    return f"uploads.upload.{upload_id}"
