@@ -38,6 +38,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=None, help="give up following after this many seconds")
 
     def handle(self, *args, files, user, mapping, day_first, strict, no_wait, as_json: bool, timeout, **options):
+        self.stderr.style_func = None  # progress and notes, not errors: no red on a terminal
         owner = self._user(user)
         paths = [self._path(name) for name in files]
         clean_mapping = self._mapping(mapping)
@@ -193,17 +194,18 @@ class _ProgressBar:
 
     def __init__(self, stream) -> None:
         self.stream = stream
+        stream.style_func = None  # plain text: Django would paint all of stderr red on a terminal
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.drawn = False
         self.last_plain = 0.0
 
     def draw(self, uploads: list[Upload], *, elapsed: float) -> None:
         processed = sum(u.processed_rows for u in uploads)
-        totals = [u.total_rows for u in uploads]
-        known = all(t for t in totals)
-        total = sum(t for t in totals if t) if known else None
+        # A queued upload's total is not known yet: the bar covers the known ones, "+?".
+        unknown = any(not u.total_rows and not u.is_finished for u in uploads)
+        total = sum(u.total_rows or u.processed_rows for u in uploads)
         rate = processed / elapsed if elapsed > 0 else 0.0
-        eta = (max(total - processed, 0) / rate) if (total and rate) else None
+        eta = (max(total - processed, 0) / rate) if (total and rate and not unknown) else None
         running = sum(u.status in (Upload.Status.PROCESSING, Upload.Status.CANCELLING) for u in uploads)
         queued = sum(u.status == Upload.Status.QUEUED for u in uploads)
         done = sum(u.is_finished for u in uploads)
@@ -211,7 +213,7 @@ class _ProgressBar:
         filled = int(share * self.WIDTH)
         bar = "#" * filled + "." * (self.WIDTH - filled)
         text = (
-            f"[{bar}] {share * 100:3.0f}% {processed:,}/{f'{total:,}' if total else '?'} rows  "
+            f"[{bar}] {share * 100:3.0f}% {processed:,}/{total:,}{'+?' if unknown else ''} rows  "
             f"{rate:,.0f} rows/s  ETA {_clock(eta)}  ({running} running, {queued} queued, {done}/{len(uploads)} done)"
         )
         if self.tty:
