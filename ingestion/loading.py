@@ -172,7 +172,9 @@ def stage_lines(upload_id, lines: pd.DataFrame) -> None:
         buffer = io.StringIO()
         frame.to_csv(buffer, sep="\t", header=False, index=False, na_rep="\\N")
         connection.ensure_connection()
-        with connection.cursor() as cursor:
+        # psycopg's copy() bypasses Django's cursor wrapper: map its errors (a cancel's
+        # QueryCanceled, a lost connection) to Django's like every other statement's.
+        with connection.cursor() as cursor, connection.wrap_database_errors:
             with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                 copy.write(buffer.getvalue())
         return
