@@ -133,6 +133,10 @@ class Upload(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    # Not stored: while the final merge runs (one transaction), the task publishes how far
+    # it got through this attribute; the row shows every read row processed meanwhile.
+    saving_percent: int | None = None
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["owner", "-created_at"], name="upload_owner_recent")]

@@ -7,7 +7,6 @@ page), and `should_stop`, polled between steps (the task wires it to the cancel 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from queue import Empty, Full, Queue
 from pathlib import Path
@@ -107,12 +106,12 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
         )
     if "line_number" in columns:
         loading.drop_duplicate_staged(upload.pk)
+    upload.saving_percent = 0
     on_progress(upload, "Saving lines")
-    started = time.monotonic()
 
     def merged(done: int, total: int) -> None:
-        if time.monotonic() - started > 0.5:
-            on_progress(upload, f"Saving lines ({done * 100 // max(total, 1)}%)")
+        upload.saving_percent = done * 100 // max(total, 1)
+        on_progress(upload, f"Saving lines ({upload.saving_percent}%)")
 
     upload.created_lines, upload.updated_lines = loading.merge_lines(upload.pk, should_stop=should_stop, on_chunk=merged)
 

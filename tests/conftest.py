@@ -127,3 +127,9 @@ def wait_for_upload(upload, *, timeout: float = 120, statuses=None):
             return upload
         time.sleep(0.05)
     raise AssertionError(f"upload {upload.pk} stuck in {upload.status} ({upload.processed_rows}/{upload.total_rows})")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: Playwright's sync API holds an event loop in the main thread for
+    as long as the browser lives, and asyncio tests cannot run beside it."""
+    items.sort(key=lambda item: "/tests/e2e/" in str(item.fspath))
