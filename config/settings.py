@@ -91,7 +91,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     )
     # A file, not memory: the test worker process must see the test database.
     (BASE_DIR / ".run").mkdir(exist_ok=True)
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".run" / "test-db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".run" / f"test-db-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
