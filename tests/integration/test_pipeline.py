@@ -3,7 +3,7 @@ database (PostgreSQL in CI)."""
 
 from __future__ import annotations
 
-import threading
+import os
 import time
 from pathlib import Path
 
@@ -16,9 +16,8 @@ from ingestion.tasks import process_upload
 from tests.conftest import wait_for_upload
 from tests.files import HEADER, write_orders
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
-if not REAL.exists():  # CI lays shared/ beside the clone
-    REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+# The real public files live in shared/, beside the repository (as CI lays it out too).
+REAL = Path(os.environ.get("INTAKE_REAL_DATA", Path(__file__).resolve().parents[3] / "shared" / "data" / "real"))
 
 SCMS_MAPPING = {
     "vendor": "supplier_name",
