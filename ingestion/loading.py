@@ -42,7 +42,6 @@ def _insert_missing(model, columns: list[str], rows: list[tuple], key: str) -> d
     created: dict[str, int] = {}
     table = _table(model)
     names = ", ".join(connection.ops.quote_name(c) for c in columns)
-    key_index = columns.index(key)
     conflict = f"ON CONFLICT ({connection.ops.quote_name(key)}) DO NOTHING RETURNING {connection.ops.quote_name(key)}, id"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":

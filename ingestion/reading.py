@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
-import io
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field

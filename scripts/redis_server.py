@@ -12,14 +12,15 @@ private server started earlier is reused while it lives.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from processes import ROOT, free_port  # noqa: E402  (this file also runs as a script)
+
 RUN_DIR = ROOT / ".run" / "redis"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -31,12 +32,6 @@ def answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
     except Exception:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def with_port(url: str, port: int) -> str:

@@ -4,13 +4,14 @@ Celery worker process on the test database, the real Redis and the real channel 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from scripts.processes import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -88,12 +89,7 @@ def worker(service_env, tmp_path_factory):
             _wait_for_worker(app, time.monotonic() + 60)
             yield process
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_process(process)
             if os.environ.get("SHOW_WORKER_LOG"):
                 print(log_file.read_text(errors="replace"))
 
