@@ -152,3 +152,21 @@ def test_without_websockets_the_page_falls_back_to_http(signed_in, tmp_path):
     expect(big).to_have_attribute("data-status", "cancelled", timeout=15_000)
     assert any(method == "POST" and url.endswith("/cancel/") for method, url in heidi.requests)
     assert not PurchaseOrderLine.objects.filter(upload=upload_named("fallback-big.csv")).exists()
+
+
+def test_uploads_started_elsewhere_appear_and_ten_move_at_once(signed_in, tmp_path):
+    ivan = signed_in("ivan")
+    page = ivan.page
+    owner = Upload._meta.get_field("owner").related_model.objects.get(username="ivan")
+    # Started the way `manage.py ingest` and scripts do: straight through the service.
+    from ingestion import services
+
+    uploads = [
+        services.create_upload_from_path(owner=owner, path=write_orders(tmp_path / f"batch-{i}.csv", 4000, prefix=f"T{i}"))
+        for i in range(10)
+    ]
+    for upload in uploads:
+        expect(card(page, str(upload.pk))).to_have_attribute("data-status", "completed", timeout=120_000)
+        expect(card(page, str(upload.pk))).to_have_attribute("data-processed", "4000")
+    assert page.locator(".upload-card").count() == 10
+    assert not [r for r in ivan.requests if "/static/" not in r[1]], ivan.requests

@@ -206,3 +206,27 @@ async def test_detail_socket_follows_one_upload_and_refuses_foreign_ones(user, o
     await asyncio.get_running_loop().run_in_executor(None, publish_upload, mine)
     assert 'data-status="completed"' in await receive_text(communicator)
     await communicator.disconnect()
+
+
+async def test_a_real_tasks_events_arrive_in_order_until_the_end(user, live_worker, tmp_path):
+    from tests.files import write_orders
+
+    communicator, _, _ = await connect(user)
+    await receive_text(communicator)  # snapshot
+    path = write_orders(tmp_path / "live.csv", 20_000)
+    upload = await database_sync_to_async(services.create_upload_from_path)(owner=user, path=path)
+    seen = []
+    while True:
+        fragment = await receive_text(communicator, timeout=60)
+        if f'id="upload-{upload.pk}"' not in fragment:
+            continue
+        seen.append(fragment)
+        if 'data-status="completed"' in fragment:
+            break
+    seqs = [int(f.split('data-seq="')[1].split('"')[0]) for f in seen]
+    processed = [int(f.split('data-processed="')[1].split('"')[0]) for f in seen]
+    assert seqs == sorted(seqs)
+    assert processed == sorted(processed) and processed[-1] == 20_000
+    assert any('data-status="processing"' in f for f in seen)
+    assert len(seen) >= 3  # queued or processing, progress, completed
+    await communicator.disconnect()
