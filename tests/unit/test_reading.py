@@ -102,3 +102,23 @@ def test_unreadable_files(tmp_path, name, content, message):
     path.write_bytes(content)
     with pytest.raises(FileError, match=message):
         open_table(path, name=name, batch_rows=10)
+
+
+def test_large_xlsx_is_streamed_with_the_same_result(tmp_path, monkeypatch):
+    from ingestion import reading
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Report"])
+    sheet.append(["Vendor", "SKU", "PO Number", "Qty", "Unit Price", "PO Date"])
+    for i in range(25):
+        sheet.append(["Acme", f"M-{i}", 4500000000 + i, i + 1, 2.5, dt.datetime(2024, 3, 5)])
+    path = tmp_path / "big.xlsx"
+    workbook.save(path)
+    whole_table, whole, _ = read_all(path, batch_rows=10)
+    monkeypatch.setattr(reading, "XLSX_STREAM_BYTES", 0)
+    streamed_table, streamed, batches = read_all(path, batch_rows=10)
+    assert "streamed" in streamed_table.description and "streamed" not in whole_table.description
+    assert streamed_table.headers == whole_table.headers
+    assert streamed.equals(whole)
+    assert [b.first_row for b in batches] == [3, 13, 23]
