@@ -93,7 +93,7 @@ def dashboard(request):
             "page": page,
             "uploads": page.object_list,
             "max_bytes": settings.UPLOAD_MAX_BYTES,
-            "extensions": ".csv,.xlsx,.xls,.ods",
+            "extensions": ",".join(services.ALLOWED_EXTENSIONS),
         },
     )
 
