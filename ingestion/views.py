@@ -51,6 +51,15 @@ def upload_ref(upload: Upload) -> dict:
     return {"id": str(upload.pk), "status": upload.status, "url": reverse("upload-detail", args=[upload.pk])}
 
 
+def upload_response(request, upload: Upload) -> HttpResponse:
+    """After a cancel or a retry: the card for htmx, the reference for scripts, else back to the page."""
+    if request.htmx:
+        return HttpResponse(render_cards([upload]))
+    if wants_json(request):
+        return JsonResponse(upload_ref(upload))
+    return redirect("upload-detail", upload_id=upload.pk)
+
+
 def refuse(request, message: str, status: int = 400) -> HttpResponse:
     if wants_json(request):
         return JsonResponse({"error": message}, status=status)
@@ -175,11 +184,7 @@ def upload_create(request):
 def upload_cancel(request, upload_id):
     upload = get_upload_or_404(request, upload_id)
     upload = services.cancel_upload(upload=upload, by=request.user)
-    if request.htmx:
-        return HttpResponse(render_cards([upload]))
-    if wants_json(request):
-        return JsonResponse(upload_ref(upload))
-    return redirect("upload-detail", upload_id=upload.pk)
+    return upload_response(request, upload)
 
 
 @login_required
@@ -190,11 +195,7 @@ def upload_retry(request, upload_id):
         upload = services.retry_upload(upload=upload, by=request.user)
     except services.UploadRejected as exc:
         return refuse(request, str(exc), status=409)
-    if request.htmx:
-        return HttpResponse(render_cards([upload]))
-    if wants_json(request):
-        return JsonResponse(upload_ref(upload))
-    return redirect("upload-detail", upload_id=upload.pk)
+    return upload_response(request, upload)
 
 
 # --- machine-readable state ---------------------------------------------------------------
