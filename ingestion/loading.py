@@ -78,7 +78,11 @@ def _ids(model, key: str, keys: list[str]) -> dict[str, int]:
 class IdCache:
     """Key -> id of the suppliers, materials and purchase orders one upload has met, so each
     is looked up once per upload rather than once per batch. Rows are never deleted while
-    lines point at them (PROTECT), so a cached id stays valid."""
+    lines point at them (PROTECT), so a cached id stays valid. Each map is emptied when it
+    passes MAX_ENTRIES, so memory stays flat however large the file: a forgotten key costs
+    one more indexed lookup, in the batch's single query."""
+
+    MAX_ENTRIES = 20_000
 
     def __init__(self) -> None:
         self.maps: dict[str, dict[str, int]] = {"supplier": {}, "material": {}, "purchase_order": {}}
@@ -89,6 +93,8 @@ class IdCache:
         keys, how many rows were created). Work is per distinct key in the batch, never
         per key the upload has seen so far."""
         known = self.maps[kind]
+        if len(known) > self.MAX_ENTRIES:
+            known.clear()
         wanted = frame.drop_duplicates(key_column)
         unseen_keys = [k for k in wanted[key_column] if k not in known]
         created = 0
