@@ -87,20 +87,22 @@ class IdCache:
     def __init__(self) -> None:
         self.maps: dict[str, dict[str, int]] = {"supplier": {}, "material": {}, "purchase_order": {}}
 
-    def resolve(self, kind: str, model, key: str, frame: pd.DataFrame, key_column: str, columns: list[str], values) -> tuple[dict[str, int], int]:
+    def resolve(self, kind: str, model, key: str, frame: pd.DataFrame, key_column: str, columns: list[str], values,
+                source: list[str]) -> tuple[dict[str, int], int]:
         """Ids for every key in `frame[key_column]`, inserting the missing rows (built by
-        `values(new_rows)` as tuples for `columns`). Returns ({key: id} for this frame's
-        keys, how many rows were created). Work is per distinct key in the batch, never
-        per key the upload has seen so far."""
+        `values(new_rows)` from the `source` columns, as tuples for `columns`). Returns
+        ({key: id} for this frame's keys, how many rows were created). Work is per distinct
+        key in the batch, never per key the upload has seen so far."""
         known = self.maps[kind]
         if len(known) > self.MAX_ENTRIES:
             known.clear()
-        wanted = frame.drop_duplicates(key_column)
-        unseen_keys = [k for k in wanted[key_column] if k not in known]
+        wanted = frame.loc[~frame[key_column].duplicated(), source]
+        keys = wanted[key_column].tolist()
+        unseen_keys = [k for k in keys if k not in known]
         created = 0
         if unseen_keys:
             known.update(_ids(model, key, sorted(unseen_keys)))
-            new = wanted[[k not in known for k in wanted[key_column]]].sort_values(key_column)
+            new = wanted[[k not in known for k in keys]].sort_values(key_column)
             if len(new):
                 # Sorted keys: two uploads inserting the same rows take their locks in one order.
                 inserted = _insert_missing(model, columns, values(new), key)
@@ -108,7 +110,7 @@ class IdCache:
                 known.update(inserted)
                 if created < len(new):  # another upload created some of them in the meantime
                     known.update(_ids(model, key, [k for k in new[key_column] if k not in inserted]))
-        return {k: known[k] for k in wanted[key_column]}, created
+        return {k: known[k] for k in keys}, created
 
 
 def upsert_dimensions(lines: pd.DataFrame, cache: IdCache | None = None) -> tuple[pd.DataFrame, DimensionCounts]:
@@ -123,6 +125,7 @@ def upsert_dimensions(lines: pd.DataFrame, cache: IdCache | None = None) -> tupl
     ids, counts.suppliers = cache.resolve(
         "supplier", Supplier, "key", lines, "supplier_key", ["key", "code", "name", "created_at"],
         lambda new: list(zip(new["supplier_key"], new["supplier_code"], new["supplier_name"], [now] * len(new))),
+        ["supplier_key", "supplier_code", "supplier_name"],
     )
     lines = lines.assign(supplier_id=lines["supplier_key"].map(ids))
 
@@ -131,6 +134,7 @@ def upsert_dimensions(lines: pd.DataFrame, cache: IdCache | None = None) -> tupl
         ["key", "code", "description", "category", "unit_of_measure", "created_at"],
         lambda new: list(zip(new["material_key"], new["material_code"], new["material_description"], new["category"],
                              new["unit_of_measure"], [now] * len(new))),
+        ["material_key", "material_code", "material_description", "category", "unit_of_measure"],
     )
     lines = lines.assign(material_id=lines["material_key"].map(ids))
 
@@ -140,6 +144,7 @@ def upsert_dimensions(lines: pd.DataFrame, cache: IdCache | None = None) -> tupl
         ["po_number", "supplier_id", "order_date", "currency", "created_at"],
         lambda new: list(zip(new["po_number"], new["supplier_id"].astype(int).tolist(),
                              [d if isinstance(d, str) else None for d in new["order_date"]], new["currency"], [now] * len(new))),
+        ["po_number", "supplier_id", "order_date", "currency"],
     )
     lines = lines.assign(purchase_order_id=lines["po_number"].map(ids))
     return lines, counts
