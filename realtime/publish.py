@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 CARD_TEMPLATE = "ingestion/dashboard.html#upload-card"
 FINAL_RESEND_SECONDS = 1.0
 FINAL_WAIT_SECONDS = 2.0
+# A Redis that hangs instead of refusing must not let sends pile up on the loop.
+SEND_TIMEOUT_SECONDS = 5.0
 
 
 def render_card(upload) -> str:
@@ -75,7 +77,7 @@ class _Publisher:
     def publish(self, message: dict, groups: list[str], *, final: bool) -> None:
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._publish(message, groups, final), loop)
-        if final:  # a final state is worth a short wait; progress is fire-and-forget
+        if final and not _in_event_loop():  # a final state is worth a short wait; progress is fire-and-forget
             try:
                 future.result(timeout=FINAL_WAIT_SECONDS)
             except FutureTimeout:
@@ -115,9 +117,18 @@ class _Publisher:
         layer = get_channel_layer()
         for group in groups:
             try:
-                await layer.group_send(group, message)
+                await asyncio.wait_for(layer.group_send(group, message), SEND_TIMEOUT_SECONDS)
             except Exception:  # noqa: BLE001 - Redis away: the row stays the truth
                 log.warning("Could not send upload %s to %s", message["upload_id"], group, exc_info=True)
+
+
+def _in_event_loop() -> bool:
+    """Blocking a running loop (async code calling us directly) would stall every socket on it."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 _publisher = _Publisher()
