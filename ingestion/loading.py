@@ -193,10 +193,6 @@ def stage_lines(upload_id, lines: pd.DataFrame) -> None:
         cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(STAGED_COLUMNS))})", rows)
 
 
-def discard_staged(upload_id) -> None:
-    StagedLine.objects.filter(upload_id=upload_id).delete()
-
-
 def drop_duplicate_staged(upload_id) -> int:
     """When a file repeats a (PO, line number), its last occurrence wins."""
     table = _table(StagedLine)

@@ -64,16 +64,6 @@ def _set_cancel_flag(upload_id) -> None:
         log.warning("Redis unreachable; upload %s will see its cancel through the database", upload_id)
 
 
-def cancel_requested(upload_id) -> bool:
-    """Redis answers in microseconds; the database is the fallback and the truth."""
-    try:
-        if _redis().exists(_cancel_key(upload_id)):
-            return True
-    except redis.RedisError:
-        pass
-    return Upload.objects.filter(pk=upload_id, status=Upload.Status.CANCELLING).exists()
-
-
 # --- creating, cancelling, retrying -------------------------------------------------------
 
 
