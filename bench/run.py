@@ -10,14 +10,14 @@ For every file (cached in bench/data/, built by ingestion.sample), on a fresh wo
     counts must be those the generator promises;
   * worker peak RSS: max RSS of the worker's prefork child, sampled every 20 ms;
   * cancel -> stopped: the same file is loaded again and cancelled (services.cancel_upload)
-    once three batches are in, then again once every row is read (the lines are being
-    saved); time from the request until the row says 'cancelled' (the worker's
-    finished_at), and no line of that upload may exist;
+    once three batches are in, then again once 90% of its rows are read (nine tenths of
+    its lines are written, not yet committed); time from the request until the row says
+    'cancelled' (the worker's finished_at), and no line of that upload may exist;
   * with daphne (skip with --no-server), issue 3's live-dashboard figures, through a
     websocket client that is a signed-in dashboard page: progress latency (a state's seq,
     its µs timestamp, -> its fragment's arrival), task end -> final card, cancel sent on
     the socket -> 'cancelled' card (largest file), and GET / p50/p95 while the worker reads
-    the whole largest file (during the late-cancel run, so that the page requests, which
+    90% of the largest file (during the late-cancel run, so that the page requests, which
     share the CPUs, do not slow the timed end-to-end load).
 
 Prints a table and PASS/FAIL against the issues' targets, writes bench/results.json (with
@@ -82,7 +82,7 @@ COLUMNS = [
     ("ratio_to_copy", "e2e/COPY", "{:.1%}"),
     ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("cancel_ms", "cancel->stopped ms", "{:.0f}"),
-    ("cancel_late_ms", "cancel in save ms", "{:.0f}"),
+    ("cancel_late_ms", "cancel at 90% ms", "{:.0f}"),
     ("page_load_p95_ms", "GET / p95 ms", "{:.0f}"),
     # Issue 3 (live dashboard), measured with a websocket client as a page.
     ("progress_latency_p95_ms", "progress p95 ms", "{:.0f}"),
@@ -563,10 +563,10 @@ def warm_up(user, *, timeout: float) -> None:
 
 def measure_cancel(user, path: Path, *, late: bool, batch_rows: int, timeout: float,
                    page_loader: PageLoader | None = None) -> dict:
-    """Cancel a load once a few batches are in (or, `late`, once every row is read and the
-    lines are being saved); time from the request until the row says 'cancelled'. A page
-    loader, if given, runs from the start of processing to the cancel: a late cancel of the
-    largest file is a whole read of it, without slowing the timed end-to-end load."""
+    """Cancel a load once a few batches are in (or, `late`, once 90% of the rows are read:
+    most lines are written, uncommitted); time from the request until the row says
+    'cancelled'. A page loader, if given, runs from the start of processing to the cancel:
+    a late cancel of the largest file reads nine tenths of it, without slowing the timed end-to-end load."""
     from django.utils import timezone
 
     from ingestion import services
@@ -575,7 +575,7 @@ def measure_cancel(user, path: Path, *, late: bool, batch_rows: int, timeout: fl
     empty_tables()
     upload = services.create_upload_from_path(owner=user, path=path)
     if late:
-        ready = lambda u: u.is_finished or (u.total_rows and u.processed_rows >= u.total_rows)  # noqa: E731
+        ready = lambda u: u.is_finished or (u.total_rows and u.processed_rows >= 0.9 * u.total_rows)  # noqa: E731
     else:
         ready = lambda u: u.is_finished or (u.status == Upload.Status.PROCESSING and u.processed_rows >= 3 * batch_rows)  # noqa: E731
     page_figures = {}
@@ -711,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-worker", action="store_true",
                         help="one worker for all files (default: a fresh worker per file, so RSS figures do not depend on order)")
     parser.add_argument("--no-cancel", action="store_true", help="skip the cancel runs")
-    parser.add_argument("--no-late-cancel", action="store_true", help="skip the cancel while saving lines")
+    parser.add_argument("--no-late-cancel", action="store_true", help="skip the cancel at 90%% of the rows")
     parser.add_argument("--no-copy", action="store_true", help="skip the COPY baseline")
     parser.add_argument("--no-server", action="store_true", help="no daphne: skip GET / and websocket figures")
     parser.add_argument("--page-requests", type=int, default=1000, help="at most this many GET / while the largest file is read (needs the late cancel run)")
@@ -793,7 +793,7 @@ def main(argv: list[str] | None = None) -> int:
                     loader = PageLoader(server.port, cookie, limit=args.page_requests) if pages_here else None
                     run.update(measure_cancel(user, path, late=True, batch_rows=batch_rows, timeout=args.timeout,
                                               page_loader=loader))
-                    log(f"{label}: cancel while saving -> stopped {run.get('cancel_late_ms') or float('nan'):.0f} ms")
+                    log(f"{label}: cancel at 90% -> stopped {run.get('cancel_late_ms') or float('nan'):.0f} ms")
                 if monitor is not None and rows == largest and not messy:
                     run.update(measure_ws_cancel(user, path, monitor, batch_rows=batch_rows, timeout=args.timeout))
                     log(f"{label}: websocket cancel click -> cancelled card {run.get('cancel_click_to_card_ms') or float('nan'):.0f} ms")

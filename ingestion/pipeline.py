@@ -44,10 +44,32 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
     upload.resolved_mapping = columns
     upload.total_rows = table.estimated_rows
     on_progress(upload, f"Reading {table.description}")
+    with loading.open_line_writer(upload.pk, should_stop=should_stop) as writer:
+        _load_batches(upload, table, columns, writer, should_stop=should_stop, on_progress=on_progress)
+        upload.total_rows = upload.processed_rows
+        counted = upload.imported_rows + upload.rejected_rows
+        if counted == 0:
+            raise PipelineError("The file has a header row but no data rows.")
+        if upload.rejected_rows and upload.rejected_rows > settings.INGEST_MAX_REJECTED_SHARE * counted:
+            raise PipelineError(
+                f"{upload.rejected_rows} of {counted} rows were rejected (more than "
+                f"{settings.INGEST_MAX_REJECTED_SHARE:.0%}); nothing was loaded. See the row issues."
+            )
+        on_progress(upload, "Saving lines")
 
+        def saving(done: int, total: int) -> None:
+            upload.saving_percent = done * 100 // max(total, 1)
+            on_progress(upload, f"Saving lines ({upload.saving_percent}%)")
+
+        upload.created_lines, upload.updated_lines = writer.finish(on_saving=saving)
+
+
+def _load_batches(upload: Upload, table, columns: dict[str, str], writer, *, should_stop: Callable[[], bool],
+                  on_progress: ProgressCallback) -> None:
     line_counters: dict[str, int] = {}
     ids = loading.IdCache()
     stored_issues = 0
+
     def validated_batches():
         for batch in table.batches:
             yield batch, validate_batch(
@@ -76,7 +98,7 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
             if should_stop():
                 raise Cancelled()
             lines, created = loading.upsert_dimensions(lines, ids)
-            loading.stage_lines(upload.pk, lines)
+            writer.write(lines)
             if stored_issues < MAX_STORED_ISSUES and len(issues):
                 keep = issues.head(MAX_STORED_ISSUES - stored_issues)
                 _store_issues(upload, keep)
@@ -94,27 +116,6 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
             on_progress(upload, "Loading")
     except FileError as exc:
         raise PipelineError(str(exc)) from exc
-
-    upload.total_rows = upload.processed_rows
-    counted = upload.imported_rows + upload.rejected_rows
-    if counted == 0:
-        raise PipelineError("The file has a header row but no data rows.")
-    if upload.rejected_rows and upload.rejected_rows > settings.INGEST_MAX_REJECTED_SHARE * counted:
-        raise PipelineError(
-            f"{upload.rejected_rows} of {counted} rows were rejected (more than "
-            f"{settings.INGEST_MAX_REJECTED_SHARE:.0%}); nothing was loaded. See the row issues."
-        )
-    if "line_number" in columns:
-        loading.drop_duplicate_staged(upload.pk)
-    upload.saving_percent = 0
-    on_progress(upload, "Saving lines")
-
-    def merged(done: int, total: int) -> None:
-        upload.saving_percent = done * 100 // max(total, 1)
-        on_progress(upload, f"Saving lines ({upload.saving_percent}%)")
-
-    upload.created_lines, upload.updated_lines = loading.merge_lines(upload.pk, should_stop=should_stop, on_chunk=merged)
-
 
 def prefetch(items: Iterator, *, should_stop: Callable[[], bool], depth: int = 2) -> Iterator:
     """Produce `items` in a second thread, up to `depth` ahead: the next batch is parsed and

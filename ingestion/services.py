@@ -334,7 +334,7 @@ def process_upload(*, upload_id, task_id: str = "") -> dict:
         return _finish(upload, status=Upload.Status.CANCELLED)
     _publish(upload)
 
-    supervisor = _Supervisor(upload.pk, interrupt=_statement_interrupter())
+    supervisor = _Supervisor(upload.pk, interrupt=_statement_interrupter(upload.pk))
     supervisor.start()
 
     def on_progress(current: Upload, description: str) -> None:
@@ -379,13 +379,17 @@ def process_upload(*, upload_id, task_id: str = "") -> dict:
     return _finish(upload, status=status, error=error)
 
 
-def _statement_interrupter() -> Callable[[], None]:
-    """A function another thread may call to stop the statement this thread is running."""
+def _statement_interrupter(upload_id) -> Callable[[], None]:
+    """A function another thread may call to stop the statements this thread is running,
+    on its own connection and on the upload's line writer's."""
+    from .loading import interrupt_line_writes
+
     connection.ensure_connection()
     raw = connection.connection
     vendor = connection.vendor
 
     def interrupt() -> None:
+        interrupt_line_writes(upload_id)
         try:
             if vendor == "postgresql":
                 raw.cancel_safe(timeout=2)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db.models import Sum
 
 from ingestion import services
@@ -251,3 +253,63 @@ def test_retry_of_a_failed_upload_runs_it_again(user, tmp_path):
     assert upload.status in (Upload.Status.QUEUED, Upload.Status.PROCESSING, Upload.Status.FAILED)
     assert wait_for_upload(upload).status == Upload.Status.FAILED
     assert RowIssue.objects.filter(upload=upload).count() == 1
+
+
+def test_progress_shows_every_batch_while_the_lines_appear_all_at_once(user, tmp_path):
+    upload = upload_path(user, write_orders(tmp_path / "big.csv", 60_000))
+    wait_for_upload(upload, statuses={Upload.Status.PROCESSING})
+    while upload.processed_rows < 5000 and upload.status == Upload.Status.PROCESSING:
+        time.sleep(0.01)
+        upload.refresh_from_db()
+    # Seen from another connection: the progress is there, the lines are not (yet).
+    lines_meanwhile = PurchaseOrderLine.objects.count()
+    assert upload.status == Upload.Status.PROCESSING, "the load ended before it could be watched"
+    assert upload.processed_rows >= 5000 and lines_meanwhile == 0
+    upload = wait_for_upload(upload)
+    assert upload.status == Upload.Status.COMPLETED
+    assert PurchaseOrderLine.objects.filter(upload=upload).count() == upload.created_lines == 60_000
+
+
+def test_a_line_repeated_in_the_file_counts_once_and_its_last_values_win(user, tmp_path):
+    # Batches of 1000 rows: repeats fall in the same batch as their original and in later ones.
+    originals = [[f"PO-{i // 10:04d}", str(i % 10 + 1), "5", f"{i % 13 + 1}.00"] for i in range(1500)]
+    repeats = [[po, line, quantity, "99.50"] for po, line, quantity, _ in originals[1000:1050] + originals[:600]]
+    path = tmp_path / "repeats.csv"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("Vendor,SKU,PO,Line,Qty,Price\n")
+        handle.writelines(f"Acme,M{int(line) % 4},{po},{line},{quantity},{price}\n" for po, line, quantity, price in originals + repeats)
+    upload = wait_for_upload(upload_path(user, path))
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    assert (upload.imported_rows, upload.created_lines, upload.updated_lines) == (2150, 1500, 0)
+    assert PurchaseOrderLine.objects.count() == 1500
+    repeated = {(po, int(line)) for po, line, *_ in repeats}
+    prices = {(po, line): price for po, line, price in PurchaseOrderLine.objects.values_list(
+        "purchase_order__po_number", "line_number", "unit_price")}
+    assert all(prices[key] == Decimal("99.50") for key in repeated)
+    assert all(price != Decimal("99.50") for key, price in prices.items() if key not in repeated)
+
+
+@pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+                    reason="the PostgreSQL line writer's row locks (CI runs on PostgreSQL)")
+def test_cancel_stops_a_load_that_waits_on_a_line_another_transaction_holds(user, tmp_path):
+    import psycopg
+    from django.db import connection
+
+    from tests.conftest import database_url_for
+
+    base = wait_for_upload(upload_path(user, write_orders(tmp_path / "base.csv", 2000)))
+    before = lines_snapshot()
+    with psycopg.connect(database_url_for(connection.settings_dict)) as holder:
+        holder.execute("SELECT id FROM ingestion_purchaseorderline WHERE upload_id = %s ORDER BY id LIMIT 1 FOR UPDATE",
+                       [base.pk]).fetchone()
+        upload = upload_path(user, write_orders(tmp_path / "new-prices.csv", 20_000, price_factor=3))
+        wait_for_upload(upload, statuses={Upload.Status.PROCESSING})
+        while upload.processed_rows < 2000 and upload.status == Upload.Status.PROCESSING:
+            time.sleep(0.02)
+            upload.refresh_from_db()
+        services.cancel_upload(upload=upload, by=user)
+        # Still holding the lock: the blocked statement itself must be stopped.
+        upload = wait_for_upload(upload, timeout=20)
+        assert upload.status == Upload.Status.CANCELLED
+        holder.rollback()
+    assert lines_snapshot() == before
