@@ -94,7 +94,8 @@ def _load_batches(upload: Upload, table, columns: dict[str, str], writer, *, sho
                 raise PipelineError(
                     f"Strict upload: row {first['row']} was rejected ({first['column']}: {first['message']}); nothing was loaded."
                 )
-            lines = _number_lines(validated.lines, line_counters, numbered="line_number" in columns)
+            lines = _number_lines(validated.lines, line_counters, numbered="line_number" in columns,
+                                  po_numbers=validated.po_numbers)
             if should_stop():
                 raise Cancelled()
             lines, created = loading.upsert_dimensions(lines, ids)
@@ -160,17 +161,19 @@ def prefetch(items: Iterator, *, should_stop: Callable[[], bool], depth: int = 2
         thread.join(timeout=10)
 
 
-def _number_lines(lines: pd.DataFrame, counters: dict[str, int], *, numbered: bool) -> pd.DataFrame:
+def _number_lines(lines: pd.DataFrame, counters: dict[str, int], *, numbered: bool, po_numbers: pd.Series) -> pd.DataFrame:
     """Without a line-number column, a line's number is its order of appearance within its
-    purchase order in the file, so loading the same file again finds the same lines."""
+    purchase order in the file, so loading the same file again finds the same lines.
+    Rejected rows count too: once their owner fixes them and loads the file again, the
+    lines after them keep their numbers instead of being overwritten by their neighbours."""
     if numbered or lines.empty:
         return lines
-    order = lines.groupby("po_number", sort=False).cumcount().to_numpy() + 1
-    offset = lines["po_number"].map({po: counters.get(po, 0) for po in lines["po_number"].unique()}).to_numpy(dtype=np.int64)
-    numbers = order + offset
-    lines = lines.assign(line_number=numbers)
-    counters.update(lines.groupby("po_number", sort=False)["line_number"].max().to_dict())
-    return lines
+    pos = po_numbers[po_numbers != ""]
+    order = pos.groupby(pos, sort=False).cumcount().to_numpy() + 1
+    offset = pos.map({po: counters.get(po, 0) for po in pos.unique()}).to_numpy(dtype=np.int64)
+    numbers = pd.Series(order + offset, index=pos.index)
+    counters.update(numbers.groupby(pos, sort=False).max().to_dict())
+    return lines.assign(line_number=numbers.reindex(lines.index).to_numpy(dtype=np.int64))
 
 
 def _store_issues(upload: Upload, issues: pd.DataFrame) -> None:

@@ -31,6 +31,7 @@ WARNING = "warning"
 class ValidatedBatch:
     lines: pd.DataFrame  # LINE_COLUMNS, one row per accepted input row
     issues: pd.DataFrame  # row, column, value, message, severity
+    po_numbers: pd.Series  # every non-blank row's PO number, rejected rows too ('' if none)
     rejected: int
     warnings: int
     blank: int
@@ -202,6 +203,7 @@ def validate_batch(
     return ValidatedBatch(
         lines=accepted,
         issues=found,
+        po_numbers=out["po_number"],
         rejected=int(rejected.sum()),
         warnings=int((found["severity"] == WARNING).sum()),
         blank=int(blank_rows.sum()),

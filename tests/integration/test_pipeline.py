@@ -313,3 +313,16 @@ def test_cancel_stops_a_load_that_waits_on_a_line_another_transaction_holds(user
         assert upload.status == Upload.Status.CANCELLED
         holder.rollback()
     assert lines_snapshot() == before
+
+
+def test_fixing_a_rejected_row_and_loading_again_adds_just_that_line(user, tmp_path):
+    # No line-number column: lines are numbered by order within their PO, rejected rows included.
+    bad, fixed = tmp_path / "orders.csv", tmp_path / "orders-fixed.csv"
+    bad.write_text("Vendor,SKU,PO,Qty,Price\nAcme,M1,PO-1,1,2\nAcme,M2,PO-1,two,2\nAcme,M3,PO-1,3,2\n", encoding="utf-8")
+    fixed.write_text("Vendor,SKU,PO,Qty,Price\nAcme,M1,PO-1,1,2\nAcme,M2,PO-1,2,2\nAcme,M3,PO-1,3,2\n", encoding="utf-8")
+    first = wait_for_upload(upload_path(user, bad))
+    assert (first.status, first.rejected_rows, first.created_lines) == (Upload.Status.COMPLETED, 1, 2)
+    again = wait_for_upload(upload_path(user, fixed))
+    assert (again.created_lines, again.updated_lines) == (1, 0)
+    assert list(PurchaseOrderLine.objects.order_by("line_number").values_list("line_number", "material__code")) == [
+        (1, "M1"), (2, "M2"), (3, "M3")]
