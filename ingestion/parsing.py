@@ -11,6 +11,8 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Patterns spelled for RE2, so that pandas runs them in Arrow: pandas falls back to Python's
 # `re`, one cell at a time and ten times slower, for \s, for \d on non-ASCII text and for a
@@ -59,33 +61,54 @@ def parse_decimal(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     messy = ~plain & (text != "")
     if not messy.any():  # the common case: a clean export pays for one regex
         return text.where(plain, None), messy
-    cleaned, ok = _clean_money(text[messy])
+    cleaned, ok = _each_distinct(text[messy], _clean_money)
     text = text.where(plain, None).astype(object)
     text.loc[cleaned.index] = cleaned.where(ok, None)
     return text, messy & ~ok.reindex(messy.index, fill_value=False)
 
 
+_LEADING_AFFIX = re.compile(rf"^[+-]?{_WS}*{_CURRENCY_AFFIX}?{_WS}*")
+_TRAILING_AFFIX = re.compile(rf"{_WS}*{_CURRENCY_AFFIX}\Z")
+_THOUSANDS_RE = re.compile(_THOUSANDS)
+_DECIMAL_COMMA_RE = re.compile(_DECIMAL_COMMA)
+_NUMBER_RE = re.compile(_NUMBER)
+
+
 def _clean_money(text: pd.Series) -> tuple[pd.Series, pd.Series]:
-    negative = text.str.startswith("(") & text.str.endswith(")")
-    text = text.where(~negative, text.str.slice(1, -1).str.strip())
+    """The cells that are not plain numbers, one distinct value at a time: there are few of
+    them, and a dozen vectorized passes over a few hundred cells cost more than a loop."""
+    pairs = [_clean_amount(value) for value in text.tolist()]
+    return (
+        pd.Series([value for value, _ in pairs], index=text.index, dtype=object),
+        pd.Series([ok for _, ok in pairs], index=text.index, dtype=bool),
+    )
+
+
+def _clean_amount(text: str) -> tuple[str, bool]:
+    """'$1,234.56' -> ('1234.56', True); '(12.00)' -> ('-12.00', True); 'abc' -> (..., False)."""
+    negative = text.startswith("(") and text.endswith(")")
+    if negative:
+        text = text[1:-1].strip()
     # A sign may stand before or after a currency symbol: '-$5', '$-5'.
-    sign = text.str.extract(r"^([+-]?)", expand=False).fillna("")
-    text = text.str.replace(rf"^[+-]?{_WS}*{_CURRENCY_AFFIX}?{_WS}*", "", regex=True)
-    text = text.str.replace(rf"{_WS}*{_CURRENCY_AFFIX}\Z", "", regex=True)
-    text = (sign + text).str.replace(" ", "", regex=False)
-    thousands = text.str.fullmatch(_THOUSANDS)
-    text = text.where(~thousands, text.str.replace(",", "", regex=False))
-    decimal_comma = text.str.fullmatch(_DECIMAL_COMMA)
-    text = text.where(~decimal_comma, text.str.replace(",", ".", regex=False))
-    ok = text.str.fullmatch(_NUMBER)
-    text = text.where(~negative, "-" + text.str.lstrip("+"))
-    text = text.str.replace("--", "", regex=False)
-    return text, ok
+    sign = text[0] if text[:1] in ("+", "-") else ""
+    text = _LEADING_AFFIX.sub("", text, count=1)
+    text = _TRAILING_AFFIX.sub("", text, count=1)
+    text = (sign + text).replace(" ", "")
+    if _THOUSANDS_RE.fullmatch(text):
+        text = text.replace(",", "")
+    if _DECIMAL_COMMA_RE.fullmatch(text):
+        text = text.replace(",", ".")
+    ok = _NUMBER_RE.fullmatch(text) is not None
+    if negative:
+        text = "-" + text.lstrip("+")
+    return text.replace("--", ""), ok
 
 
 def parse_int(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Whole numbers such as line numbers ('10', '10.0')."""
     text = values.str.strip()
+    if text.str.fullmatch("[0-9]{1,9}").all():  # the common case: one regex
+        return text, pd.Series(False, index=text.index)
     blank = text == ""
     match = text.str.fullmatch(_INT)
     digits = text.str.extract(_INT_DIGITS, expand=False)
@@ -104,6 +127,22 @@ _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 def parse_date(values: pd.Series, *, day_first: bool) -> tuple[pd.Series, pd.Series]:
     """ISO, 9/11/2014 (month or day first, as the upload says), 2-Jun-06, Excel serial
     numbers. Returns ('YYYY-MM-DD' strings or None, mask of failures)."""
+    return _each_distinct(values, lambda distinct: _parse_dates(distinct, day_first=day_first))
+
+
+def _each_distinct(values: pd.Series, parse) -> tuple[pd.Series, pd.Series]:
+    """`parse` run once per distinct value and spread back: a batch's dates and messy
+    amounts repeat (the lines of one order share a date), and trying format after format
+    on 500 distinct cells instead of 5,000 is most of the work saved."""
+    codes, distinct = pd.factorize(values)
+    parsed, failed = parse(pd.Series(distinct, dtype=values.dtype))
+    return (
+        pd.Series(parsed.to_numpy(dtype=object)[codes], index=values.index, dtype=object),
+        pd.Series(failed.to_numpy(dtype=bool)[codes], index=values.index),
+    )
+
+
+def _parse_dates(values: pd.Series, *, day_first: bool) -> tuple[pd.Series, pd.Series]:
     text = values.str.strip()
     # Times after a date ('2014-09-11 00:00:00') are common in exports; drop a midnight.
     text = text.str.replace(_MIDNIGHT, "", regex=True)
@@ -143,8 +182,10 @@ def parse_currency(values: pd.Series, *, default: str) -> tuple[pd.Series, pd.Se
 
 def decimal_places(values: pd.Series) -> pd.Series:
     """How many digits a decimal string shows after its point (for rounding tolerances)."""
-    fraction = values.fillna("").str.extract(_FRACTION, expand=False).fillna("")
-    return fraction.str.len()
+    text = values.fillna("").astype("str")
+    point = text.str.find(".").to_numpy()
+    places = np.where(point >= 0, text.str.len().to_numpy() - point - 1, 0)
+    return pd.Series(places, index=values.index)
 
 
 def divide(numerators: pd.Series, denominators: pd.Series, *, places: int = 6) -> pd.Series:
@@ -160,5 +201,10 @@ def divide(numerators: pd.Series, denominators: pd.Series, *, places: int = 6) -
 
 
 def to_float(values: pd.Series) -> np.ndarray:
-    """Floats for comparisons only (signs, tolerances), never for stored values."""
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    """Floats for comparisons only (signs, tolerances), never for stored values. The values
+    are parsed decimal strings or blanks, so Arrow's cast takes them all (6x to_numeric)."""
+    try:
+        array = pa.array(values.astype("str").array, type=pa.string())
+        return pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)

@@ -37,6 +37,15 @@ class ValidatedBatch:
     blank: int
 
 
+def _key(codes: pd.Series, by_name) -> pd.Series:
+    """A row's identity: its code, else what `by_name(rows)` builds for the rows without one
+    (computed for those rows only: most exports have codes)."""
+    missing = codes == ""
+    if not missing.any():
+        return codes
+    return codes.where(~missing, by_name(missing))
+
+
 class _Issues:
     def __init__(self) -> None:
         self.parts: list[pd.DataFrame] = []
@@ -75,28 +84,37 @@ def validate_batch(
 ) -> ValidatedBatch:
     """`raw` has the file's headers as columns and spreadsheet row numbers as its index;
     `columns` maps canonical field -> file header."""
-    raw = raw.fillna("")
+    headers = list(dict.fromkeys(columns.values()))
+    mapped = raw[headers].fillna("")
     # A row with nothing in any mapped column is padding (Excel exports end in blank rows).
-    mapped = raw[list(dict.fromkeys(columns.values()))]
-    blank_rows = (mapped.apply(lambda c: c.str.strip()) == "").all(axis=1)
-    frame = raw[~blank_rows]
+    # Column by column, stopping once every row has shown a value: usually after the first.
+    blank = np.ones(len(mapped), dtype=bool)
+    for name in headers:
+        blank &= (mapped[name].str.strip() == "").to_numpy()
+        if not blank.any():
+            break
+    frame = mapped[~blank] if blank.any() else mapped
     index = frame.index
     issues = _Issues()
     issues.rejected = pd.Series(False, index=index)
     empty = pd.Series("", index=index, dtype=object)
-
-    def text(field: str) -> pd.Series:
-        header = columns.get(field)
-        return parsing.clean_text(frame[header].astype(str)) if header else empty
+    as_text: dict[str, pd.Series] = {}
 
     def raw_of(field: str) -> pd.Series:
         header = columns.get(field)
-        return frame[header].astype(str) if header else empty
+        if not header:
+            return empty
+        if header not in as_text:
+            as_text[header] = frame[header].astype(str)
+        return as_text[header]
+
+    def text(field: str) -> pd.Series:
+        return parsing.clean_text(raw_of(field)) if field in columns else empty
 
     def header(*fields: str) -> str:
         return " / ".join(columns[f] for f in fields if f in columns)
 
-    out = pd.DataFrame(index=index)
+    out: dict[str, pd.Series] = {}  # one DataFrame at the end: a column insert each is slow
 
     # Supplier: by code, else by name.
     out["supplier_code"] = text("supplier_code")
@@ -107,7 +125,7 @@ def validate_batch(
     long_code = out["supplier_code"].str.len() > MAX_CODE
     issues.add(long_code, column=header("supplier_code"), values=raw_of("supplier_code"),
                message=f"Supplier code is longer than {MAX_CODE} characters.", severity=ERROR)
-    out["supplier_key"] = out["supplier_code"].where(out["supplier_code"] != "", "~" + parsing.normalize_key(out["supplier_name"]))
+    out["supplier_key"] = _key(out["supplier_code"], lambda rows: "~" + parsing.normalize_key(out["supplier_name"][rows]))
 
     # Material: by code, else by description and unit.
     out["material_code"] = text("material_code")
@@ -120,8 +138,8 @@ def validate_batch(
     long_material = out["material_code"].str.len() > MAX_CODE
     issues.add(long_material, column=header("material_code"), values=raw_of("material_code"),
                message=f"Material code is longer than {MAX_CODE} characters.", severity=ERROR)
-    by_description = "~" + parsing.normalize_key(out["material_description"]) + "|" + parsing.normalize_key(out["unit_of_measure"])
-    out["material_key"] = out["material_code"].where(out["material_code"] != "", by_description)
+    out["material_key"] = _key(out["material_code"], lambda rows: "~" + parsing.normalize_key(out["material_description"][rows])
+                               + "|" + parsing.normalize_key(out["unit_of_measure"][rows]))
 
     # Purchase order.
     out["po_number"] = text("po_number")
@@ -199,12 +217,13 @@ def validate_batch(
 
     found = issues.frame()
     rejected = issues.rejected.reindex(index, fill_value=False)
-    accepted = out[~rejected][LINE_COLUMNS]
+    lines = pd.DataFrame({name: out[name] for name in LINE_COLUMNS}, index=index)
+    accepted = lines[~rejected] if rejected.any() else lines
     return ValidatedBatch(
         lines=accepted,
         issues=found,
         po_numbers=out["po_number"],
         rejected=int(rejected.sum()),
         warnings=int((found["severity"] == WARNING).sum()),
-        blank=int(blank_rows.sum()),
+        blank=int(blank.sum()),
     )
