@@ -162,6 +162,11 @@ INGEST_DEFAULT_CURRENCY = os.environ.get("INGEST_DEFAULT_CURRENCY", "USD").upper
 INGEST_DAY_FIRST = env_bool("INGEST_DAY_FIRST", False)
 # More than this share of rejected rows fails the whole upload.
 INGEST_MAX_REJECTED_SHARE = float(os.environ.get("INGEST_MAX_REJECTED_SHARE", "0.5"))
+# A running upload's worker renews its lease (a heartbeat on the upload row) this often; a
+# lease older than INGEST_STALE_SECONDS means a dead worker, and a redelivered task takes
+# the upload over. Keep the second several times the first.
+INGEST_HEARTBEAT_SECONDS = float(os.environ.get("INGEST_HEARTBEAT_SECONDS", "5"))
+INGEST_STALE_SECONDS = float(os.environ.get("INGEST_STALE_SECONDS", "30"))
 # Progress fragments per upload are coalesced to at most one per this many seconds: a
 # flood of tiny batches stays at 25 swaps a second, and a held-back state waits 40 ms at most.
 REALTIME_MIN_INTERVAL = float(os.environ.get("REALTIME_MIN_INTERVAL", "0.04"))

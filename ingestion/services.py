@@ -28,8 +28,6 @@ from .models import RowIssue, StagedLine, Upload
 log = logging.getLogger(__name__)
 
 ALLOWED_EXTENSIONS = (".csv", ".txt", ".tsv", ".xlsx", ".xls", ".ods")
-HEARTBEAT_SECONDS = 5
-HEARTBEAT_STALE_SECONDS = 30
 
 
 class UploadRejected(ValueError):
@@ -252,7 +250,7 @@ class _Supervisor(threading.Thread):
                         last_db_check = now
                         if Upload.objects.filter(pk=self.upload_id, status=Upload.Status.CANCELLING).exists():
                             self._cancel()
-                    if now - last_heartbeat >= HEARTBEAT_SECONDS:
+                    if now - last_heartbeat >= settings.INGEST_HEARTBEAT_SECONDS:
                         last_heartbeat = now
                         Upload.objects.filter(pk=self.upload_id).update(heartbeat_at=timezone.now())
                 except Exception:  # noqa: BLE001 - a busy SQLite or a blip must not kill the watch
@@ -272,7 +270,7 @@ def _claim(*, upload_id, task_id: str) -> Upload | None:
     """Take the upload for this run, or return None if it is already finished. A queued
     upload, or a running one whose heartbeat is stale (its worker died), can be taken."""
     now = timezone.now()
-    stale = now - timedelta(seconds=HEARTBEAT_STALE_SECONDS)
+    stale = now - timedelta(seconds=settings.INGEST_STALE_SECONDS)
     upload = Upload.objects.filter(pk=upload_id).first()
     if upload is None or upload.is_finished:
         return None
@@ -288,7 +286,7 @@ def _claim(*, upload_id, task_id: str) -> Upload | None:
         if upload.is_finished:
             return None
         age = (now - upload.heartbeat_at).total_seconds() if upload.heartbeat_at else 0
-        raise UploadBusy(retry_in=max(1.0, HEARTBEAT_STALE_SECONDS - age + 1))
+        raise UploadBusy(retry_in=max(1.0, settings.INGEST_STALE_SECONDS - age + 1))
     # A fresh start: whatever an earlier, dead run staged or reported is discarded.
     StagedLine.objects.filter(upload_id=upload_id).delete()
     RowIssue.objects.filter(upload_id=upload_id).delete()

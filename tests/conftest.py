@@ -54,6 +54,9 @@ def service_env(django_db_setup, django_db_blocker, media_root) -> dict[str, str
         MEDIA_ROOT=str(media_root),
         DJANGO_DEBUG="1",
         INGEST_BATCH_ROWS=os.environ.get("TEST_INGEST_BATCH_ROWS", "1000"),
+        # A killed worker's upload is taken over after 8 s instead of 30.
+        INGEST_HEARTBEAT_SECONDS="1",
+        INGEST_STALE_SECONDS="8",
         PYTHONUNBUFFERED="1",
     )
     return env
