@@ -308,7 +308,9 @@ def interrupt_line_writes(upload_id) -> None:
         writer.interrupt()
 
 
-def open_line_writer(upload_id, *, should_stop: Callable[[], bool]):
+def open_line_writer(upload_id, *, should_stop: Callable[[], bool]) -> "LineWriter":
+    """The writer for this database; use it as a context manager: leaving the block without
+    `finish` rolls every line back."""
     if connection.vendor == "postgresql":
         return TransactionLineWriter(upload_id, should_stop=should_stop)
     return StagingLineWriter(upload_id, should_stop=should_stop)
@@ -339,7 +341,7 @@ class TransactionLineWriter:
         self._busy = threading.Lock()  # held while a statement runs
         self._ready = threading.Event()
         self._closing = threading.Event()
-        self._committed = False
+        self._committing = self._committed = False
         self._thread = threading.Thread(target=self._run, name=f"line-writer-{self.upload_id}", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -382,13 +384,10 @@ class TransactionLineWriter:
                 except Empty:
                     continue
                 if job is _COMMIT:
-                    if self._error is None:
-                        with self._busy:
-                            db.commit()
-                        self._committed = True
+                    self._committing = True  # the point of no return: a cancel now comes too late
+                    db.commit()
+                    self._committed = True
                     return
-                if self._error is not None:
-                    continue  # a failed transaction takes no more work; the pipeline will hear
                 with self._busy, db.cursor() as cursor:
                     cursor.execute(sql, job)
                     new, changed_rows = cursor.fetchone()
@@ -447,7 +446,7 @@ class TransactionLineWriter:
         self._put(_COMMIT)
         while self._thread.is_alive():
             self._thread.join(timeout=0.1)
-            if self.should_stop() and not self._committed:
+            if self.should_stop() and not self._committing:
                 raise Cancelled()
         self._raise_if_failed()
         if not self._committed:
@@ -473,7 +472,7 @@ class TransactionLineWriter:
 
     def interrupt(self) -> None:
         """Stop the running statement (from any thread); the transaction then rolls back."""
-        if self._raw is None or not self._busy.locked():
+        if self._raw is None or not self._busy.locked() or self._committing:
             return
         try:
             self._raw.cancel_safe(timeout=2)
@@ -524,6 +523,9 @@ class StagingLineWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+LineWriter = TransactionLineWriter | StagingLineWriter
 
 
 def _nullable(values: pd.Series) -> list:

@@ -19,7 +19,7 @@ from . import loading
 from .columns import MappingError, resolve_columns
 from .loading import Cancelled
 from .models import RowIssue, Upload
-from .reading import FileError, open_table
+from .reading import FileError, Table, open_table
 from .validation import ERROR, validate_batch
 
 MAX_STORED_ISSUES = 50_000
@@ -64,8 +64,10 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
         upload.created_lines, upload.updated_lines = writer.finish(on_saving=saving)
 
 
-def _load_batches(upload: Upload, table, columns: dict[str, str], writer, *, should_stop: Callable[[], bool],
-                  on_progress: ProgressCallback) -> None:
+def _load_batches(upload: Upload, table: Table, columns: dict[str, str], writer: loading.LineWriter, *,
+                  should_stop: Callable[[], bool], on_progress: ProgressCallback) -> None:
+    """Every batch: validate (a batch ahead, in a thread), resolve ids, hand the lines to the
+    writer, store the row issues, count, report."""
     line_counters: dict[str, int] = {}
     ids = loading.IdCache()
     stored_issues = 0
