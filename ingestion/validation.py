@@ -20,7 +20,12 @@ LINE_COLUMNS = [
     "source_row",
 ]
 MAX_CODE = 100
-MAX_AMOUNT = 1e15
+# The lines table's own limits (max_digits - decimal_places whole digits): a value beyond
+# them is that row's error, never a database error that fails the whole file.
+QUANTITY_LIMIT = 1e16  # numeric(20, 4)
+UNIT_PRICE_LIMIT = 1e14  # numeric(20, 6)
+TOTAL_PRICE_LIMIT = 1e18  # numeric(22, 4)
+SMALLEST_QUANTITY = 0.00005  # below this a quantity rounds to zero at 4 places
 TEXT_LIMITS = {"supplier_name": 300, "material_description": 500, "category": 200, "unit_of_measure": 50}
 
 ERROR = "error"
@@ -165,7 +170,11 @@ def validate_batch(
     issues.add(bad_quantity, column=header("quantity"), values=raw_of("quantity"), message="Quantity is not a number.", severity=ERROR)
     not_positive = pd.Series(quantity_value <= 0, index=index) & quantity.notna()
     issues.add(not_positive, column=header("quantity"), values=raw_of("quantity"), message="Quantity must be above zero.", severity=ERROR)
-    too_big = pd.Series(np.abs(quantity_value) >= MAX_AMOUNT, index=index)
+    rounds_to_zero = pd.Series((quantity_value > 0) & (quantity_value < SMALLEST_QUANTITY), index=index)
+    issues.add(rounds_to_zero, column=header("quantity"), values=raw_of("quantity"),
+               message="Quantity rounds to zero (4 decimal places are kept).", severity=ERROR)
+    not_positive = not_positive | rounds_to_zero
+    too_big = pd.Series(np.abs(quantity_value) >= QUANTITY_LIMIT, index=index)
     issues.add(too_big, column=header("quantity"), values=raw_of("quantity"), message="Quantity is too large.", severity=ERROR)
     out["quantity"] = quantity
 
@@ -186,13 +195,18 @@ def validate_batch(
                message="Unit price is missing (and there is no total price to derive it from).", severity=ERROR)
     unit_value = parsing.to_float(unit_price)
     total_value = parsing.to_float(total_price)
-    huge_price = pd.Series((np.abs(unit_value) >= MAX_AMOUNT) | (np.abs(total_value) >= MAX_AMOUNT), index=index)
-    issues.add(huge_price, column=header("unit_price", "total_price"), values=raw_of("unit_price").where(np.abs(unit_value) >= MAX_AMOUNT, raw_of("total_price")),
-               message="Price is too large.", severity=ERROR)
-    derive = ~has_unit & total_price.notna() & quantity.notna() & ~not_positive
+    issues.add(pd.Series(np.abs(unit_value) >= UNIT_PRICE_LIMIT, index=index), column=header("unit_price"),
+               values=raw_of("unit_price"), message="Unit price is too large.", severity=ERROR)
+    huge_total = pd.Series(np.abs(total_value) >= TOTAL_PRICE_LIMIT, index=index)
+    issues.add(huge_total, column=header("total_price"), values=raw_of("total_price"), message="Total price is too large.", severity=ERROR)
+    derive = ~has_unit & total_price.notna() & quantity.notna() & ~not_positive & ~too_big & ~huge_total
     if derive.any():
         unit_price = unit_price.astype(object)
-        unit_price.loc[derive] = parsing.divide(total_price[derive], quantity[derive])
+        derived = parsing.divide(total_price[derive], quantity[derive])
+        unit_price.loc[derive] = derived
+        too_big_derived = derived.isna() | pd.Series(np.abs(parsing.to_float(derived)) >= UNIT_PRICE_LIMIT, index=derived.index)
+        issues.add(too_big_derived.reindex(index, fill_value=False), column=header("total_price"), values=raw_of("total_price"),
+                   message="The unit price this total gives (total / quantity) is too large.", severity=ERROR)
     # A total that disagrees with quantity x unit price beyond the rounding of the unit price.
     both = has_unit & total_price.notna()
     if both.any():

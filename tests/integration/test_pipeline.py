@@ -326,3 +326,20 @@ def test_fixing_a_rejected_row_and_loading_again_adds_just_that_line(user, tmp_p
     assert (again.created_lines, again.updated_lines) == (1, 0)
     assert list(PurchaseOrderLine.objects.order_by("line_number").values_list("line_number", "material__code")) == [
         (1, "M1"), (2, "M2"), (3, "M3")]
+
+
+def test_values_near_the_columns_limits_load_and_beyond_them_only_their_row_is_rejected(user, tmp_path):
+    path = tmp_path / "limits.csv"
+    path.write_text(
+        "Vendor,SKU,PO,Qty,Price,Total\n"
+        "Acme,M1,PO-1,999999999999999,99999999999999,\n"  # near the largest the columns hold
+        "Acme,M2,PO-1,1,5,99999999999999999\n"
+        "Acme,M3,PO-1,1,500000000000000,\n"  # beyond: the row is rejected, the file loads
+        "Acme,M4,PO-1,2,3,6\n",
+        encoding="utf-8",
+    )
+    upload = wait_for_upload(upload_path(user, path))
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    assert (upload.imported_rows, upload.rejected_rows, upload.created_lines) == (3, 1, 3)
+    assert RowIssue.objects.get(upload=upload, severity="error").row_number == 4
+    assert PurchaseOrderLine.objects.get(material__code="M1").unit_price == Decimal("99999999999999")

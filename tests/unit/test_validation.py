@@ -93,3 +93,20 @@ def test_unknown_currency_falls_back_with_a_warning():
 def test_parenthesised_negative_price_is_read():
     result = make([row(Total="(15.00)", Price="(1.50)")])
     assert result.lines.iloc[0]["total_price"] == "-15.00"
+
+
+def test_values_beyond_the_columns_limits_reject_their_row_instead_of_failing_the_file():
+    result = make([
+        GOOD,
+        row(Price="500000000000000", Total=""),  # 5e14: more whole digits than the unit price column has
+        row(Total="2000000000000000000"),  # 2e18
+        row(Qty="0.00001"),  # rounds to zero at 4 places
+        row(Price="", Total="90000000000000", Qty="0.5"),  # 9e13 / 0.5 = 1.8e14 as unit price
+    ])
+    assert result.rejected == 4 and len(result.lines) == 1
+    errors = result.issues[result.issues["severity"] == "error"]
+    messages = dict(zip(errors["row"], errors["message"]))
+    assert messages[3] == "Unit price is too large."
+    assert messages[4] == "Total price is too large."
+    assert messages[5].startswith("Quantity rounds to zero")
+    assert messages[6].startswith("The unit price this total gives")
