@@ -417,7 +417,11 @@ def _finish(upload: Upload, *, status: str, error: str = "") -> dict:
     upload.heartbeat_at = None
     if status == Upload.Status.CANCELLED:
         upload.created_lines = upload.updated_lines = 0
-        upload.error_message = error or "Cancelled; no lines were written."
+        upload.error_message = error or (
+            "Cancelled; no lines were written."
+            + (" The suppliers, materials and purchase orders it created are kept."
+               if upload.created_suppliers or upload.created_materials or upload.created_purchase_orders else "")
+        )
     elif status == Upload.Status.FAILED:
         upload.created_lines = upload.updated_lines = 0
         upload.error_message = error

@@ -193,6 +193,10 @@ def test_cancel_midway_leaves_the_lines_exactly_as_they_were(user, tmp_path):
     assert lines_snapshot() == before
     assert not PurchaseOrderLine.objects.filter(upload=upload).exists()
     assert upload.processed_rows < 150_000
+    # What it did leave behind, it says.
+    assert upload.created_purchase_orders > 0
+    assert upload.error_message == (
+        "Cancelled; no lines were written. The suppliers, materials and purchase orders it created are kept.")
 
 
 def test_cancel_of_a_queued_upload_ends_it_at_once(user, tmp_path):
