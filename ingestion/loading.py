@@ -516,6 +516,8 @@ class StagingLineWriter:
         return merge_lines(self.upload_id, should_stop=self.should_stop, on_chunk=on_saving)
 
     def close(self) -> None:
+        """Staged rows are scratch space: gone however the load ended (a dead run's are
+        cleared when its upload is taken over)."""
         StagedLine.objects.filter(upload_id=self.upload_id).delete()
 
     def __enter__(self):

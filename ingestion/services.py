@@ -170,7 +170,6 @@ def retry_upload(*, upload: Upload, by) -> Upload:
         raise UploadRejected(f"Only a failed or cancelled upload can be retried; this one is {upload.status}.")
     _clear_cancel_flag(upload.pk)
     RowIssue.objects.filter(upload=upload).delete()
-    StagedLine.objects.filter(upload=upload).delete()
     fields = _reset_fields()
     fields.update(status=Upload.Status.QUEUED, seq=now_seq(), heartbeat_at=None, started_at=None, finished_at=None)
     Upload.objects.filter(pk=upload.pk).update(**fields)
@@ -404,7 +403,6 @@ def _statement_interrupter(upload_id) -> Callable[[], None]:
 
 def _release(upload: Upload) -> None:
     try:
-        StagedLine.objects.filter(upload_id=upload.pk).delete()
         Upload.objects.filter(pk=upload.pk).update(heartbeat_at=None, seq=now_seq())
     except Exception:  # noqa: BLE001 - the lease then expires by itself
         log.warning("Could not release upload %s", upload.pk, exc_info=True)
@@ -432,8 +430,6 @@ def _finish(upload: Upload, *, status: str, error: str = "") -> dict:
     )
     _clear_cancel_flag(upload.pk)
     _publish(upload, final=True)
-    # Staged rows are scratch space: cleared after the state is out, off the user's clock.
-    StagedLine.objects.filter(upload_id=upload.pk).delete()
     return task_result(upload)
 
 

@@ -106,3 +106,9 @@ def test_divide_is_exact_decimal():
 
 def test_normalize_key_folds_case_and_space():
     assert list(parsing.normalize_key(series("  ACME   Ltd ", "acme ltd"))) == ["acme ltd", "acme ltd"]
+
+
+def test_every_pattern_handed_to_pandas_runs_on_arrow_not_pythons_re():
+    # pandas falls back to Python's re, cell by cell, for \s, \d on non-ASCII text and `$`.
+    arrow_text = pd.array(["plain", "non-ASCII é"], dtype="str")
+    assert [p for p in parsing.ARROW_PATTERNS if arrow_text._needs_python_regex(p)] == []
