@@ -423,10 +423,13 @@ def measure_copy(database_url: str, path: Path, rows: int) -> dict:
         conn.execute(f"CREATE TABLE bench_copy ({columns})")
         conn.commit()
         started = time.perf_counter()
-        with conn.cursor() as cursor, path.open("rb") as handle:
-            with cursor.copy("COPY bench_copy FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
-                while data := handle.read(1 << 20):
-                    copy.write(data)
+        with (
+            conn.cursor() as cursor,
+            path.open("rb") as handle,
+            cursor.copy("COPY bench_copy FROM STDIN WITH (FORMAT csv, HEADER true)") as copy,
+        ):
+            while data := handle.read(1 << 20):
+                copy.write(data)
         conn.commit()
         elapsed = time.perf_counter() - started
         copied = conn.execute("SELECT count(*) FROM bench_copy").fetchone()[0]
@@ -629,7 +632,7 @@ def machine_info(database_url: str, redis_url: str) -> dict:
     import redis
 
     info = {
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

@@ -20,9 +20,9 @@ import io
 import logging
 import threading
 from collections.abc import Callable
-from queue import Empty, Full, Queue
 from dataclasses import dataclass
 from datetime import datetime
+from queue import Empty, Full, Queue
 
 import numpy as np
 import pandas as pd
@@ -204,9 +204,12 @@ def stage_lines(upload_id, lines: pd.DataFrame) -> None:
         connection.ensure_connection()
         # psycopg's copy() bypasses Django's cursor wrapper: map its errors (a cancel's
         # QueryCanceled, a lost connection) to Django's like every other statement's.
-        with connection.cursor() as cursor, connection.wrap_database_errors:
-            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                copy.write(buffer.getvalue())
+        with (
+            connection.cursor() as cursor,
+            connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
+        ):
+            copy.write(buffer.getvalue())
         return
     rows = list(frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None))
     with connection.cursor() as cursor:
@@ -251,42 +254,41 @@ def merge_lines(upload_id, *, should_stop: Callable[[], bool], on_chunk: Callabl
     )
     created = updated = done = 0
     now = timezone.now()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                # Skip the WAL flush at this commit: the upload's status update, committed
-                # right after with the usual flush, makes both durable, and nobody reads
-                # "completed" before it.
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            for start in range(low, high + 1, MERGE_CHUNK):
-                if should_stop():
-                    raise Cancelled()
-                end = start + MERGE_CHUNK
-                params = [now, now, upload, start, end]
-                if connection.vendor == "postgresql":
-                    # xmax = 0 marks a freshly inserted row; rows left unchanged return nothing.
-                    cursor.execute(
-                        f"WITH written AS ({insert} RETURNING (xmax = 0) AS inserted) "
-                        "SELECT COUNT(*) FILTER (WHERE inserted), COUNT(*) FILTER (WHERE NOT inserted) FROM written",
-                        params,
-                    )
-                    new, changed_rows = cursor.fetchone()
-                else:
-                    cursor.execute(
-                        f"SELECT COUNT(*) FROM {staged} s WHERE s.upload_id = %s AND s.id >= %s AND s.id < %s AND NOT EXISTS "
-                        f"(SELECT 1 FROM {lines} l WHERE l.purchase_order_id = s.purchase_order_id AND l.line_number = s.line_number)",
-                        [upload, start, end],
-                    )
-                    new = cursor.fetchone()[0]
-                    cursor.execute(insert, params)
-                    changed_rows = max(0, cursor.rowcount - new)
-                created += new
-                updated += changed_rows
-                done += min(end, high + 1) - start
-                if on_chunk:
-                    on_chunk(done, high - low + 1)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Skip the WAL flush at this commit: the upload's status update, committed
+            # right after with the usual flush, makes both durable, and nobody reads
+            # "completed" before it.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        for start in range(low, high + 1, MERGE_CHUNK):
             if should_stop():
                 raise Cancelled()
+            end = start + MERGE_CHUNK
+            params = [now, now, upload, start, end]
+            if connection.vendor == "postgresql":
+                # xmax = 0 marks a freshly inserted row; rows left unchanged return nothing.
+                cursor.execute(
+                    f"WITH written AS ({insert} RETURNING (xmax = 0) AS inserted) "
+                    "SELECT COUNT(*) FILTER (WHERE inserted), COUNT(*) FILTER (WHERE NOT inserted) FROM written",
+                    params,
+                )
+                new, changed_rows = cursor.fetchone()
+            else:
+                cursor.execute(
+                    f"SELECT COUNT(*) FROM {staged} s WHERE s.upload_id = %s AND s.id >= %s AND s.id < %s AND NOT EXISTS "
+                    f"(SELECT 1 FROM {lines} l WHERE l.purchase_order_id = s.purchase_order_id AND l.line_number = s.line_number)",
+                    [upload, start, end],
+                )
+                new = cursor.fetchone()[0]
+                cursor.execute(insert, params)
+                changed_rows = max(0, cursor.rowcount - new)
+            created += new
+            updated += changed_rows
+            done += min(end, high + 1) - start
+            if on_chunk:
+                on_chunk(done, high - low + 1)
+        if should_stop():
+            raise Cancelled()
     return created, updated
 
 
@@ -295,7 +297,7 @@ def merge_lines(upload_id, *, should_stop: Callable[[], bool], on_chunk: Callabl
 SavingCallback = Callable[[int, int], None]
 
 # Writers open in this process, by upload id: a cancel interrupts their running statement.
-_open_writers: dict[str, "TransactionLineWriter"] = {}
+_open_writers: dict[str, TransactionLineWriter] = {}
 _open_writers_lock = threading.Lock()
 
 
@@ -308,7 +310,7 @@ def interrupt_line_writes(upload_id) -> None:
         writer.interrupt()
 
 
-def open_line_writer(upload_id, *, should_stop: Callable[[], bool]) -> "LineWriter":
+def open_line_writer(upload_id, *, should_stop: Callable[[], bool]) -> LineWriter:
     """The writer for this database; use it as a context manager: leaving the block without
     `finish` rolls every line back."""
     if connection.vendor == "postgresql":

@@ -220,3 +220,6 @@ class StagedLine(models.Model):
     total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3)
     source_row = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"staged {self.purchase_order_id}/{self.line_number} of {self.upload_id}"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from queue import Empty, Full, Queue
 from pathlib import Path
+from queue import Empty, Full, Queue
 
 import numpy as np
 import pandas as pd

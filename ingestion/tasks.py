@@ -10,6 +10,6 @@ def process_upload(self, upload_id: str) -> dict:
     try:
         return services.process_upload(upload_id=upload_id, task_id=self.request.id)
     except services.UploadBusy as busy:  # a redelivery while the first run's lease is live
-        raise self.retry(countdown=busy.retry_in, max_retries=1000)
+        raise self.retry(countdown=busy.retry_in, max_retries=1000) from busy
     except services.TRANSIENT_ERRORS as exc:  # database or Redis gone for a moment: never bad input
-        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1)))
+        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc

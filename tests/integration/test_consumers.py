@@ -177,7 +177,7 @@ async def test_cancel_of_another_users_upload_is_refused_and_changes_nothing(use
 
 
 @pytest.mark.parametrize(
-    "payload, expected",
+    ("payload", "expected"),
     [
         ("{not json", "not valid JSON"),
         ("[1, 2]", "JSON object"),

@@ -78,7 +78,7 @@ def test_real_scms_file_without_mapping_uses_synonyms(user):
 
 
 @pytest.mark.parametrize(
-    "name, content, message",
+    ("name", "content", "message"),
     [
         ("blank.csv", b"   \r\n\r\n", "The file is empty."),
         ("header.csv", (",".join(HEADER) + "\r\n").encode(), "no data rows"),

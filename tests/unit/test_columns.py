@@ -2,17 +2,11 @@ import pytest
 
 from ingestion.columns import MappingError, resolve_columns, validate_explicit_mapping
 
-SCMS_HEADERS = (
-    "id,project code,pq #,po / so #,asn/dn #,country,managed by,fulfill via,vendor inco term,shipment mode,"
-    "pq first sent to client date,po sent to vendor date,scheduled delivery date,delivered to client date,"
-    "delivery recorded date,product group,sub classification,vendor,item description,molecule/test type,brand,"
-    "dosage,dosage form,unit of measure (per pack),line item quantity,line item value,pack price,unit price,"
-    "manufacturing site,first line designation,weight (kilograms),freight cost (usd),line item insurance (usd)"
-).split(",")
+SCMS_HEADERS = ["id", "project code", "pq #", "po / so #", "asn/dn #", "country", "managed by", "fulfill via", "vendor inco term", "shipment mode", "pq first sent to client date", "po sent to vendor date", "scheduled delivery date", "delivered to client date", "delivery recorded date", "product group", "sub classification", "vendor", "item description", "molecule/test type", "brand", "dosage", "dosage form", "unit of measure (per pack)", "line item quantity", "line item value", "pack price", "unit price", "manufacturing site", "first line designation", "weight (kilograms)", "freight cost (usd)", "line item insurance (usd)"]
 
 
 @pytest.mark.parametrize(
-    "header, field",
+    ("header", "field"),
     [
         ("Vendor", "supplier_name"),
         ("Vendor Name", "supplier_name"),

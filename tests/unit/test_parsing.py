@@ -9,7 +9,7 @@ def series(*values):
 
 
 @pytest.mark.parametrize(
-    "raw, expected",
+    ("raw", "expected"),
     [
         ("$1,234.56", "1234.56"),
         ("USD 12.50", "12.50"),
@@ -49,7 +49,7 @@ def test_parse_decimal_keeps_exact_digits():
 
 
 @pytest.mark.parametrize(
-    "raw, day_first, expected",
+    ("raw", "day_first", "expected"),
     [
         ("2014-09-11", False, "2014-09-11"),
         ("2014-09-11 00:00:00", False, "2014-09-11"),

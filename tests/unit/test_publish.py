@@ -69,7 +69,7 @@ def test_message_goes_to_the_owner_and_the_upload_groups(layer):
     upload = fake_upload(status="completed")
     publish.publish_upload(upload)
     for group in (user_group(7), upload_group(upload.pk)):
-        wait_until(lambda: layer.to(group))
+        wait_until(lambda group=group: layer.to(group))
         message = layer.to(group)[0]
         assert message["type"] == "upload.card"
         assert message["upload_id"] == str(upload.pk) and message["seq"] == upload.seq

@@ -90,7 +90,7 @@ def test_rows_with_too_many_fields_are_skipped_and_reported(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, content, message",
+    ("name", "content", "message"),
     [
         ("e.csv", b"", "empty"),
         ("x.xls", b"not an xls", "not a valid Excel workbook"),
