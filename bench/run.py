@@ -138,7 +138,9 @@ def empty_tables() -> None:
 
     from ingestion.models import Material, PurchaseOrder, PurchaseOrderLine, RowIssue, StagedLine, Supplier, Upload
 
-    tables = [m._meta.db_table for m in (PurchaseOrderLine, StagedLine, RowIssue, PurchaseOrder, Material, Supplier, Upload)]
+    tables = [
+        m._meta.db_table for m in (PurchaseOrderLine, StagedLine, RowIssue, PurchaseOrder, Material, Supplier, Upload)
+    ]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
         for table in tables:
@@ -183,9 +185,25 @@ class Worker:
         app.control.purge()
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "config", "worker", "-c", "1", "-l", "warning",
-             "--without-gossip", "--without-mingle", "-n", self.name],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "-c",
+                "1",
+                "-l",
+                "warning",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                self.name,
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -199,8 +217,10 @@ class Worker:
         others = [name for reply in app.control.ping(timeout=1) for name in reply if name != self.name]
         if others:
             self.stop()
-            raise SystemExit(f"Other Celery workers listen on this broker ({', '.join(others)}); stop them or "
-                             f"set REDIS_URL to another database.")
+            raise SystemExit(
+                f"Other Celery workers listen on this broker ({', '.join(others)}); stop them or "
+                f"set REDIS_URL to another database."
+            )
         self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
         self._sampler.start()
 
@@ -350,9 +370,15 @@ class LiveMonitor(threading.Thread):
             for tag in self.CARD.findall(message):
                 attrs = dict(self.ATTR.findall(tag))
                 try:
-                    found.append({"upload_id": attrs["upload-id"], "status": attrs["status"],
-                                  "processed": int(attrs.get("processed") or 0), "seq": int(attrs.get("seq") or 0),
-                                  "at_us": at_us})
+                    found.append(
+                        {
+                            "upload_id": attrs["upload-id"],
+                            "status": attrs["status"],
+                            "processed": int(attrs.get("processed") or 0),
+                            "seq": int(attrs.get("seq") or 0),
+                            "at_us": at_us,
+                        }
+                    )
                 except (KeyError, ValueError):
                     continue
             with self.lock:
@@ -447,7 +473,9 @@ def wait_until(upload, predicate, *, timeout: float, poll: float = 0.01):
         if predicate(upload):
             return upload
         time.sleep(poll)
-    raise RuntimeError(f"upload {upload.pk} stuck in {upload.status} at {upload.processed_rows}/{upload.total_rows} rows")
+    raise RuntimeError(
+        f"upload {upload.pk} stuck in {upload.status} at {upload.processed_rows}/{upload.total_rows} rows"
+    )
 
 
 def discard_file(upload) -> None:
@@ -457,8 +485,16 @@ def discard_file(upload) -> None:
         pass
 
 
-def measure_load(user, path: Path, expected: dict, worker: Worker, *, timeout: float,
-                 page_loader: PageLoader | None = None, monitor: LiveMonitor | None = None) -> dict:
+def measure_load(
+    user,
+    path: Path,
+    expected: dict,
+    worker: Worker,
+    *,
+    timeout: float,
+    page_loader: PageLoader | None = None,
+    monitor: LiveMonitor | None = None,
+) -> dict:
     from ingestion import services
     from ingestion.models import PurchaseOrderLine, Upload
 
@@ -528,16 +564,18 @@ def measure_ws_cancel(user, path: Path, monitor: LiveMonitor, *, batch_rows: int
 
     empty_tables()
     upload = services.create_upload_from_path(owner=user, path=path)
-    seen = monitor.wait_for(upload.pk, lambda c: c["status"] == "processing" and c["processed"] >= 3 * batch_rows,
-                            timeout=timeout)
+    seen = monitor.wait_for(
+        upload.pk, lambda c: c["status"] == "processing" and c["processed"] >= 3 * batch_rows, timeout=timeout
+    )
     if seen is None:
         upload.refresh_from_db()
         discard_file(upload)
         return {"ws_cancel_error": f"no progress card with {3 * batch_rows} rows seen (upload {upload.status})"}
     clicked_us = time.time_ns() // 1000
     monitor.send_cancel(upload.pk)
-    ack = monitor.wait_for(upload.pk, lambda c: c["status"] in ("cancelling", "cancelled") and c["at_us"] >= clicked_us,
-                           timeout=10)
+    ack = monitor.wait_for(
+        upload.pk, lambda c: c["status"] in ("cancelling", "cancelled") and c["at_us"] >= clicked_us, timeout=10
+    )
     done = monitor.wait_for(upload.pk, lambda c: c["status"] == "cancelled" and c["at_us"] >= clicked_us, timeout=30)
     upload = wait_until(upload, lambda u: u.is_finished, timeout=60)
     lines_left = PurchaseOrderLine.objects.filter(upload=upload).count()
@@ -564,8 +602,9 @@ def warm_up(user, *, timeout: float) -> None:
     discard_file(upload)
 
 
-def measure_cancel(user, path: Path, *, late: bool, batch_rows: int, timeout: float,
-                   page_loader: PageLoader | None = None) -> dict:
+def measure_cancel(
+    user, path: Path, *, late: bool, batch_rows: int, timeout: float, page_loader: PageLoader | None = None
+) -> dict:
     """Cancel a load once a few batches are in (or, `late`, once 90% of the rows are read:
     most lines are written, uncommitted); time from the request until the row says
     'cancelled'. A page loader, if given, runs from the start of processing to the cancel:
@@ -612,7 +651,8 @@ def measure_cancel(user, path: Path, *, late: bool, batch_rows: int, timeout: fl
         f"{key}_observed_ms": observed_ms,
         f"{key}_lines_left": lines_of_upload,
         f"{key}_lines_in_db": PurchaseOrderLine.objects.count(),
-        f"{key}_verified": upload.status == Upload.Status.CANCELLED and lines_of_upload == 0
+        f"{key}_verified": upload.status == Upload.Status.CANCELLED
+        and lines_of_upload == 0
         and PurchaseOrderLine.objects.count() == 0,
         **page_figures,
     }
@@ -670,7 +710,9 @@ def table(runs: list[dict]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(present))]
     lines = []
     for n, row in enumerate(cells):
-        lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -711,13 +753,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000], help="clean files' row counts")
     parser.add_argument("--messy-sizes", type=int, nargs="*", default=[100_000], help="messy files' row counts")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--shared-worker", action="store_true",
-                        help="one worker for all files (default: a fresh worker per file, so RSS figures do not depend on order)")
+    parser.add_argument(
+        "--shared-worker",
+        action="store_true",
+        help="one worker for all files (default: a fresh worker per file, so RSS figures do not depend on order)",
+    )
     parser.add_argument("--no-cancel", action="store_true", help="skip the cancel runs")
     parser.add_argument("--no-late-cancel", action="store_true", help="skip the cancel at 90%% of the rows")
     parser.add_argument("--no-copy", action="store_true", help="skip the COPY baseline")
     parser.add_argument("--no-server", action="store_true", help="no daphne: skip GET / and websocket figures")
-    parser.add_argument("--page-requests", type=int, default=1000, help="at most this many GET / while the largest file is read (needs the late cancel run)")
+    parser.add_argument(
+        "--page-requests",
+        type=int,
+        default=1000,
+        help="at most this many GET / while the largest file is read (needs the late cancel run)",
+    )
     parser.add_argument("--debug", action="store_true", help="run the worker and daphne with DJANGO_DEBUG=1")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached sample files")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one load may take")
@@ -733,12 +783,15 @@ def main(argv: list[str] | None = None) -> int:
     media.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=database_url, REDIS_URL=redis_url, MEDIA_ROOT=str(media),
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        MEDIA_ROOT=str(media),
         # Production settings unless --debug: DEBUG keeps every query's SQL in memory.
         DJANGO_DEBUG="1" if args.debug else "0",
         DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
         LOG_LEVEL=os.environ.get("LOG_LEVEL", "ERROR"),
-        CHANNELS_PREFIX=os.environ.get("CHANNELS_PREFIX", "intake-bench"), PYTHONUNBUFFERED="1",
+        CHANNELS_PREFIX=os.environ.get("CHANNELS_PREFIX", "intake-bench"),
+        PYTHONUNBUFFERED="1",
     )
 
     load_at_start = os.getloadavg()
@@ -749,7 +802,9 @@ def main(argv: list[str] | None = None) -> int:
     user = bench_user()
     batch_rows = settings.INGEST_BATCH_ROWS
     plan = [(rows, False) for rows in args.sizes] + [(rows, True) for rows in args.messy_sizes]
-    files = [(rows, messy, *sample_file(rows, messy=messy, seed=args.seed, rebuild=args.rebuild)) for rows, messy in plan]
+    files = [
+        (rows, messy, *sample_file(rows, messy=messy, seed=args.seed, rebuild=args.rebuild)) for rows, messy in plan
+    ]
     largest = max((rows for rows, messy, *_ in files if not messy), default=None)
 
     logs = DATA / "logs"
@@ -764,8 +819,14 @@ def main(argv: list[str] | None = None) -> int:
             cookie = session_cookie(user)
         for n, (rows, messy, path, expected) in enumerate(files):
             label = (f"{rows // 1000}k" if rows < 1_000_000 else f"{rows / 1e6:g}M") + (" messy" if messy else "")
-            run = {"label": label, "rows": rows, "messy": messy, "file": path.name,
-                   "file_mb": round(path.stat().st_size / 1_048_576, 1), "expected": expected}
+            run = {
+                "label": label,
+                "rows": rows,
+                "messy": messy,
+                "file": path.name,
+                "file_mb": round(path.stat().st_size / 1_048_576, 1),
+                "expected": expected,
+            }
             if worker is None or not args.shared_worker:
                 if worker is not None:
                     worker.stop()
@@ -787,19 +848,26 @@ def main(argv: list[str] | None = None) -> int:
             run.update(measure_load(user, path, expected, worker, timeout=args.timeout, monitor=monitor))
             if run.get("copy_rows_per_s"):
                 run["ratio_to_copy"] = run["e2e_rows_per_s"] / run["copy_rows_per_s"]
-            log(f"{label}: {run['status']} in {run['e2e_seconds']:.1f} s, {run['e2e_rows_per_s']:,.0f} rows/s, "
-                f"peak RSS {run['peak_rss_mb']:.0f} MB")
+            log(
+                f"{label}: {run['status']} in {run['e2e_seconds']:.1f} s, {run['e2e_rows_per_s']:,.0f} rows/s, "
+                f"peak RSS {run['peak_rss_mb']:.0f} MB"
+            )
             if not args.no_cancel:
                 run.update(measure_cancel(user, path, late=False, batch_rows=batch_rows, timeout=args.timeout))
                 log(f"{label}: cancel -> stopped {run.get('cancel_ms') or float('nan'):.0f} ms")
                 if not args.no_late_cancel:
                     loader = PageLoader(server.port, cookie, limit=args.page_requests) if pages_here else None
-                    run.update(measure_cancel(user, path, late=True, batch_rows=batch_rows, timeout=args.timeout,
-                                              page_loader=loader))
+                    run.update(
+                        measure_cancel(
+                            user, path, late=True, batch_rows=batch_rows, timeout=args.timeout, page_loader=loader
+                        )
+                    )
                     log(f"{label}: cancel at 90% -> stopped {run.get('cancel_late_ms') or float('nan'):.0f} ms")
                 if monitor is not None and rows == largest and not messy:
                     run.update(measure_ws_cancel(user, path, monitor, batch_rows=batch_rows, timeout=args.timeout))
-                    log(f"{label}: websocket cancel click -> cancelled card {run.get('cancel_click_to_card_ms') or float('nan'):.0f} ms")
+                    log(
+                        f"{label}: websocket cancel click -> cancelled card {run.get('cancel_click_to_card_ms') or float('nan'):.0f} ms"
+                    )
             run["worker_rss_after_mb"] = worker.child_rss() / 1_048_576
             if monitor is not None:
                 monitor.stop()
@@ -821,8 +889,13 @@ def main(argv: list[str] | None = None) -> int:
     machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results = {
         "machine": machine,
-        "settings": {"INGEST_BATCH_ROWS": batch_rows, "DEBUG": settings.DEBUG, "worker_concurrency": 1, "seed": args.seed,
-                     "fresh_worker_per_file": not args.shared_worker},
+        "settings": {
+            "INGEST_BATCH_ROWS": batch_rows,
+            "DEBUG": settings.DEBUG,
+            "worker_concurrency": 1,
+            "seed": args.seed,
+            "fresh_worker_per_file": not args.shared_worker,
+        },
         "targets": TARGETS,
         "runs": runs,
         "checks": checks,
@@ -834,9 +907,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, ok in checks.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
     info = results["machine"]
-    print(f"\n{info['cpu_count']} CPUs, {info['memory_gb']} GB, Python {info['python']}, PostgreSQL {info['postgresql']}, "
-          f"Redis {info['redis']}; load average {info['loadavg_at_start'][0]} at start, {info['loadavg_at_end'][0]} at end; "
-          f"results in {args.out}")
+    print(
+        f"\n{info['cpu_count']} CPUs, {info['memory_gb']} GB, Python {info['python']}, PostgreSQL {info['postgresql']}, "
+        f"Redis {info['redis']}; load average {info['loadavg_at_start'][0]} at start, {info['loadavg_at_end'][0]} at end; "
+        f"results in {args.out}"
+    )
     return 0 if all(checks.values()) else 1
 
 

@@ -32,18 +32,138 @@ REQUIRED_GROUPS = (
 # Keys are normalized headers (see `normalize_header`).
 SYNONYMS: dict[str, str] = {}
 _SYNONYM_LISTS = {
-    "supplier_code": ["supplier code", "supplier id", "supplier no", "supplier number", "vendor code", "vendor id", "vendor no", "vendor number", "vendor #", "supplier #"],
-    "supplier_name": ["supplier", "supplier name", "vendor", "vendor name", "seller", "seller name", "manufacturer", "payee"],
-    "material_code": ["material", "material code", "material number", "material no", "material id", "item", "item code", "item number", "item no", "item id", "sku", "part", "part number", "part no", "part #", "product code", "product id", "article number"],
-    "material_description": ["material description", "item description", "description", "item name", "product", "product name", "product description", "part description", "short text"],
-    "category": ["category", "material group", "product group", "commodity", "commodity code", "item category", "spend category", "unspsc"],
+    "supplier_code": [
+        "supplier code",
+        "supplier id",
+        "supplier no",
+        "supplier number",
+        "vendor code",
+        "vendor id",
+        "vendor no",
+        "vendor number",
+        "vendor #",
+        "supplier #",
+    ],
+    "supplier_name": [
+        "supplier",
+        "supplier name",
+        "vendor",
+        "vendor name",
+        "seller",
+        "seller name",
+        "manufacturer",
+        "payee",
+    ],
+    "material_code": [
+        "material",
+        "material code",
+        "material number",
+        "material no",
+        "material id",
+        "item",
+        "item code",
+        "item number",
+        "item no",
+        "item id",
+        "sku",
+        "part",
+        "part number",
+        "part no",
+        "part #",
+        "product code",
+        "product id",
+        "article number",
+    ],
+    "material_description": [
+        "material description",
+        "item description",
+        "description",
+        "item name",
+        "product",
+        "product name",
+        "product description",
+        "part description",
+        "short text",
+    ],
+    "category": [
+        "category",
+        "material group",
+        "product group",
+        "commodity",
+        "commodity code",
+        "item category",
+        "spend category",
+        "unspsc",
+    ],
     "unit_of_measure": ["uom", "unit of measure", "unit", "units", "order unit", "base unit"],
-    "po_number": ["po", "po number", "po no", "po #", "po id", "purchase order", "purchase order number", "purchase order no", "purchase order id", "po / so #", "po/so #", "order number", "order no"],
-    "line_number": ["line", "line number", "line no", "line #", "po line", "po line number", "item line", "line item", "line item number"],
-    "order_date": ["po date", "order date", "purchase date", "purchase order date", "document date", "creation date", "created date", "date ordered"],
-    "quantity": ["qty", "quantity", "line item quantity", "order quantity", "ordered quantity", "qty ordered", "po quantity"],
-    "unit_price": ["price", "unit price", "unit cost", "pack price", "net price", "price per unit", "cost per unit", "unit price usd"],
-    "total_price": ["line item value", "total price", "extended price", "total", "line total", "total cost", "amount", "line amount", "net value", "extended cost", "total amount"],
+    "po_number": [
+        "po",
+        "po number",
+        "po no",
+        "po #",
+        "po id",
+        "purchase order",
+        "purchase order number",
+        "purchase order no",
+        "purchase order id",
+        "po / so #",
+        "po/so #",
+        "order number",
+        "order no",
+    ],
+    "line_number": [
+        "line",
+        "line number",
+        "line no",
+        "line #",
+        "po line",
+        "po line number",
+        "item line",
+        "line item",
+        "line item number",
+    ],
+    "order_date": [
+        "po date",
+        "order date",
+        "purchase date",
+        "purchase order date",
+        "document date",
+        "creation date",
+        "created date",
+        "date ordered",
+    ],
+    "quantity": [
+        "qty",
+        "quantity",
+        "line item quantity",
+        "order quantity",
+        "ordered quantity",
+        "qty ordered",
+        "po quantity",
+    ],
+    "unit_price": [
+        "price",
+        "unit price",
+        "unit cost",
+        "pack price",
+        "net price",
+        "price per unit",
+        "cost per unit",
+        "unit price usd",
+    ],
+    "total_price": [
+        "line item value",
+        "total price",
+        "extended price",
+        "total",
+        "line total",
+        "total cost",
+        "amount",
+        "line amount",
+        "net value",
+        "extended cost",
+        "total amount",
+    ],
     "currency": ["currency", "curr", "currency code", "ccy", "crcy"],
 }
 
@@ -76,13 +196,15 @@ def validate_explicit_mapping(mapping: object) -> dict[str, str]:
     if mapping in (None, "", {}):
         return {}
     if not isinstance(mapping, dict):
-        raise ValueError("The column mapping must be a JSON object like {\"Vendor\": \"supplier_name\"}.")
+        raise ValueError('The column mapping must be a JSON object like {"Vendor": "supplier_name"}.')
     clean: dict[str, str] = {}
     for header, field in mapping.items():
         if not isinstance(header, str) or not isinstance(field, str):
             raise ValueError("Every key and value of the column mapping must be text.")
         if field not in CANONICAL_FIELDS:
-            raise ValueError(f"Unknown field {field!r} for column {header!r}; known fields: {', '.join(CANONICAL_FIELDS)}.")
+            raise ValueError(
+                f"Unknown field {field!r} for column {header!r}; known fields: {', '.join(CANONICAL_FIELDS)}."
+            )
         clean[header] = field
     return clean
 

@@ -59,7 +59,9 @@ def _insert_missing(model, columns: list[str], rows: list[tuple], key: str) -> d
     created: dict[str, int] = {}
     table = _table(model)
     names = ", ".join(connection.ops.quote_name(c) for c in columns)
-    conflict = f"ON CONFLICT ({connection.ops.quote_name(key)}) DO NOTHING RETURNING {connection.ops.quote_name(key)}, id"
+    conflict = (
+        f"ON CONFLICT ({connection.ops.quote_name(key)}) DO NOTHING RETURNING {connection.ops.quote_name(key)}, id"
+    )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # One array per column: a handful of parameters however many rows.
@@ -72,12 +74,20 @@ def _insert_missing(model, columns: list[str], rows: list[tuple], key: str) -> d
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
             placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(chunk))
-            cursor.execute(f"INSERT INTO {table} ({names}) VALUES {placeholders} {conflict}", [v for row in chunk for v in row])
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) VALUES {placeholders} {conflict}", [v for row in chunk for v in row]
+            )
             created.update(cursor.fetchall())
     return created
 
 
-_PG_TYPES = {"CharField": "text", "DateTimeField": "timestamptz", "DateField": "date", "ForeignKey": "bigint", "BigAutoField": "bigint"}
+_PG_TYPES = {
+    "CharField": "text",
+    "DateTimeField": "timestamptz",
+    "DateField": "date",
+    "ForeignKey": "bigint",
+    "BigAutoField": "bigint",
+}
 
 
 def _ids(model, key: str, keys: list[str]) -> dict[str, int]:
@@ -87,7 +97,9 @@ def _ids(model, key: str, keys: list[str]) -> dict[str, int]:
     with connection.cursor() as cursor:
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
-            cursor.execute(f"SELECT {column}, id FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            cursor.execute(
+                f"SELECT {column}, id FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(chunk))})", chunk
+            )
             found.update(cursor.fetchall())
     return found
 
@@ -104,8 +116,17 @@ class IdCache:
     def __init__(self) -> None:
         self.maps: dict[str, dict[str, int]] = {"supplier": {}, "material": {}, "purchase_order": {}}
 
-    def resolve(self, kind: str, model, key: str, frame: pd.DataFrame, key_column: str, columns: list[str], values,
-                source: list[str]) -> tuple[np.ndarray, int]:
+    def resolve(
+        self,
+        kind: str,
+        model,
+        key: str,
+        frame: pd.DataFrame,
+        key_column: str,
+        columns: list[str],
+        values,
+        source: list[str],
+    ) -> tuple[np.ndarray, int]:
         """Ids for every row's key in `frame[key_column]`, inserting the missing rows (built
         by `values(new_rows)` from the `source` columns, as tuples for `columns`). Returns
         (an id per row of `frame`, how many rows were created). Work is per distinct key in
@@ -143,34 +164,72 @@ def upsert_dimensions(lines: pd.DataFrame, cache: IdCache | None = None) -> tupl
     now = timezone.now()
 
     ids, counts.suppliers = cache.resolve(
-        "supplier", Supplier, "key", lines, "supplier_key", ["key", "code", "name", "created_at"],
+        "supplier",
+        Supplier,
+        "key",
+        lines,
+        "supplier_key",
+        ["key", "code", "name", "created_at"],
         lambda new: list(zip(new["supplier_key"], new["supplier_code"], new["supplier_name"], [now] * len(new))),
         ["supplier_key", "supplier_code", "supplier_name"],
     )
     lines = lines.assign(supplier_id=ids)
 
     ids, counts.materials = cache.resolve(
-        "material", Material, "key", lines, "material_key",
+        "material",
+        Material,
+        "key",
+        lines,
+        "material_key",
         ["key", "code", "description", "category", "unit_of_measure", "created_at"],
-        lambda new: list(zip(new["material_key"], new["material_code"], new["material_description"], new["category"],
-                             new["unit_of_measure"], [now] * len(new))),
+        lambda new: list(
+            zip(
+                new["material_key"],
+                new["material_code"],
+                new["material_description"],
+                new["category"],
+                new["unit_of_measure"],
+                [now] * len(new),
+            )
+        ),
         ["material_key", "material_code", "material_description", "category", "unit_of_measure"],
     )
     lines = lines.assign(material_id=ids)
 
     # A purchase order takes its supplier, date and currency from its first line.
     ids, counts.purchase_orders = cache.resolve(
-        "purchase_order", PurchaseOrder, "po_number", lines, "po_number",
+        "purchase_order",
+        PurchaseOrder,
+        "po_number",
+        lines,
+        "po_number",
         ["po_number", "supplier_id", "order_date", "currency", "created_at"],
-        lambda new: list(zip(new["po_number"], new["supplier_id"].astype(int).tolist(),
-                             [d if isinstance(d, str) else None for d in new["order_date"]], new["currency"], [now] * len(new))),
+        lambda new: list(
+            zip(
+                new["po_number"],
+                new["supplier_id"].astype(int).tolist(),
+                [d if isinstance(d, str) else None for d in new["order_date"]],
+                new["currency"],
+                [now] * len(new),
+            )
+        ),
         ["po_number", "supplier_id", "order_date", "currency"],
     )
     lines = lines.assign(purchase_order_id=ids)
     return lines, counts
 
 
-STAGED_COLUMNS = ["upload_id", "purchase_order_id", "line_number", "material_id", "quantity", "unit_price", "total_price", "currency", "source_row"]
+STAGED_COLUMNS = [
+    "upload_id",
+    "purchase_order_id",
+    "line_number",
+    "material_id",
+    "quantity",
+    "unit_price",
+    "total_price",
+    "currency",
+    "source_row",
+]
 
 
 def _upload_param(upload_id) -> str:
@@ -231,7 +290,9 @@ def drop_duplicate_staged(upload_id) -> int:
 _VALUE_COLUMNS = ("material_id", "quantity", "unit_price", "total_price", "currency")
 
 
-def merge_lines(upload_id, *, should_stop: Callable[[], bool], on_chunk: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+def merge_lines(
+    upload_id, *, should_stop: Callable[[], bool], on_chunk: Callable[[int, int], None] | None = None
+) -> tuple[int, int]:
     """Move an upload's staged lines into the lines table in ONE transaction, in chunks so
     a cancel is seen between them. Unchanged lines are not touched. Returns (created,
     updated). Raises Cancelled (and nothing is written) if should_stop() turns true."""
@@ -433,11 +494,15 @@ class TransactionLineWriter:
         # occurrence wins (across batches the later statement simply overwrites).
         lines = lines.drop_duplicates(["purchase_order_id", "line_number"], keep="last")
         params = [
-            self.upload_id, self.now, self.now,
+            self.upload_id,
+            self.now,
+            self.now,
             lines["purchase_order_id"].astype("int64").tolist(),
             lines["line_number"].astype("int64").tolist(),
             lines["material_id"].astype("int64").tolist(),
-            _nullable(lines["quantity"]), _nullable(lines["unit_price"]), _nullable(lines["total_price"]),
+            _nullable(lines["quantity"]),
+            _nullable(lines["unit_price"]),
+            _nullable(lines["total_price"]),
             lines["currency"].tolist(),
             self.now,
         ]

@@ -190,7 +190,9 @@ class RowIssue(models.Model):
         WARNING = "warning", "Warning"
 
     upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="issues")
-    row_number = models.PositiveIntegerField(null=True, blank=True, help_text="As a spreadsheet shows it; header = row 1.")
+    row_number = models.PositiveIntegerField(
+        null=True, blank=True, help_text="As a spreadsheet shows it; header = row 1."
+    )
     column = models.CharField(max_length=255, blank=True)
     value = models.TextField(blank=True)
     message = models.TextField()

@@ -120,7 +120,16 @@ def parse_int(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 _ISO_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d")
 _MONTH_FIRST = ("%m/%d/%Y", "%m/%d/%y", "%m-%d-%Y", "%m.%d.%Y")
 _DAY_FIRST = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d.%m.%Y")
-_NAMED_MONTH = ("%d-%b-%y", "%d-%b-%Y", "%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y", "%d-%B-%Y", "%d-%b-%y %H:%M:%S")
+_NAMED_MONTH = (
+    "%d-%b-%y",
+    "%d-%b-%Y",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%b %d, %Y",
+    "%B %d, %Y",
+    "%d-%B-%Y",
+    "%d-%b-%y %H:%M:%S",
+)
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 
 

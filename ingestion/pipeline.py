@@ -64,8 +64,15 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
         upload.created_lines, upload.updated_lines = writer.finish(on_saving=saving)
 
 
-def _load_batches(upload: Upload, table: Table, columns: dict[str, str], writer: loading.LineWriter, *,
-                  should_stop: Callable[[], bool], on_progress: ProgressCallback) -> None:
+def _load_batches(
+    upload: Upload,
+    table: Table,
+    columns: dict[str, str],
+    writer: loading.LineWriter,
+    *,
+    should_stop: Callable[[], bool],
+    on_progress: ProgressCallback,
+) -> None:
     """Every batch: validate (a batch ahead, in a thread), resolve ids, hand the lines to the
     writer, store the row issues, count, report."""
     line_counters: dict[str, int] = {}
@@ -74,8 +81,14 @@ def _load_batches(upload: Upload, table: Table, columns: dict[str, str], writer:
 
     def validated_batches():
         for batch in table.batches:
-            yield batch, validate_batch(
-                batch.frame, columns=columns, day_first=upload.day_first, default_currency=settings.INGEST_DEFAULT_CURRENCY
+            yield (
+                batch,
+                validate_batch(
+                    batch.frame,
+                    columns=columns,
+                    day_first=upload.day_first,
+                    default_currency=settings.INGEST_DEFAULT_CURRENCY,
+                ),
             )
 
     try:
@@ -96,8 +109,9 @@ def _load_batches(upload: Upload, table: Table, columns: dict[str, str], writer:
                 raise PipelineError(
                     f"Strict upload: row {first['row']} was rejected ({first['column']}: {first['message']}); nothing was loaded."
                 )
-            lines = _number_lines(validated.lines, line_counters, numbered="line_number" in columns,
-                                  po_numbers=validated.po_numbers)
+            lines = _number_lines(
+                validated.lines, line_counters, numbered="line_number" in columns, po_numbers=validated.po_numbers
+            )
             if should_stop():
                 raise Cancelled()
             lines, created = loading.upsert_dimensions(lines, ids)
@@ -119,6 +133,7 @@ def _load_batches(upload: Upload, table: Table, columns: dict[str, str], writer:
             on_progress(upload, "Loading")
     except FileError as exc:
         raise PipelineError(str(exc)) from exc
+
 
 def prefetch(items: Iterator, *, should_stop: Callable[[], bool], depth: int = 2) -> Iterator:
     """Produce `items` in a second thread, up to `depth` ahead: the next batch is parsed and
@@ -163,7 +178,9 @@ def prefetch(items: Iterator, *, should_stop: Callable[[], bool], depth: int = 2
         thread.join(timeout=10)
 
 
-def _number_lines(lines: pd.DataFrame, counters: dict[str, int], *, numbered: bool, po_numbers: pd.Series) -> pd.DataFrame:
+def _number_lines(
+    lines: pd.DataFrame, counters: dict[str, int], *, numbered: bool, po_numbers: pd.Series
+) -> pd.DataFrame:
     """Without a line-number column, a line's number is its order of appearance within its
     purchase order in the file, so loading the same file again finds the same lines.
     Rejected rows count too: once their owner fixes them and loads the file again, the
@@ -181,8 +198,14 @@ def _number_lines(lines: pd.DataFrame, counters: dict[str, int], *, numbered: bo
 def _store_issues(upload: Upload, issues: pd.DataFrame) -> None:
     RowIssue.objects.bulk_create(
         [
-            RowIssue(upload=upload, row_number=int(row) if row == row and row is not None else None,
-                     column=str(column)[:255], value=str(value), message=message, severity=severity)
+            RowIssue(
+                upload=upload,
+                row_number=int(row) if row == row and row is not None else None,
+                column=str(column)[:255],
+                value=str(value),
+                message=message,
+                severity=severity,
+            )
             for row, column, value, message, severity in issues.itertuples(index=False, name=None)
         ],
         batch_size=2000,

@@ -93,12 +93,16 @@ def _detect_encoding(path: Path, head: bytes) -> tuple[str, int]:
         size = path.stat().st_size
         return "utf-16", max(1, head.decode("utf-16", errors="replace").count("\n") * size // max(1, len(head)))
     if head.startswith(b"PK\x03\x04"):
-        raise FileError("This file is a zip archive (an Excel .xlsx file?) but is named as CSV; upload it with its .xlsx name.")
+        raise FileError(
+            "This file is a zip archive (an Excel .xlsx file?) but is named as CSV; upload it with its .xlsx name."
+        )
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise FileError("This file is an old Excel (.xls) workbook but is named as CSV; upload it with its .xls name.")
     if b"\x00" in head:
         offset = head.index(b"\x00")
-        raise FileError(f"This is not a text file: it holds binary data (a NUL byte at byte {offset}). Upload CSV or Excel files.")
+        raise FileError(
+            f"This is not a text file: it holds binary data (a NUL byte at byte {offset}). Upload CSV or Excel files."
+        )
     lines, is_utf8 = _scan(path, None)
     if is_utf8:
         return "utf-8", lines
@@ -111,7 +115,10 @@ def _detect_encoding(path: Path, head: bytes) -> tuple[str, int]:
         # On short samples cp1250, cp1252 and cp1257 often tie; spreadsheet exports are
         # overwhelmingly Windows-1252, so a tie goes to it.
         for match in results:
-            ties = match.percent_chaos <= best.percent_chaos + 0.5 and match.percent_coherence >= best.percent_coherence - 5
+            ties = (
+                match.percent_chaos <= best.percent_chaos + 0.5
+                and match.percent_coherence >= best.percent_coherence - 5
+            )
             if ties and "cp1252" in match.could_be_from_charset:
                 encoding = "cp1252"
                 break
@@ -308,7 +315,12 @@ def _open_excel(path: Path, *, ext: str, head: bytes, batch_rows: int) -> Table:
             frame.index = range(row, row + len(frame))
             yield Batch(frame=frame, first_row=row)
 
-    return Table(headers=headers, estimated_rows=len(data), batches=batches(), description=f"{ext} workbook, sheet {sheet_name!r}")
+    return Table(
+        headers=headers,
+        estimated_rows=len(data),
+        batches=batches(),
+        description=f"{ext} workbook, sheet {sheet_name!r}",
+    )
 
 
 def _open_xlsx_streaming(path: Path, *, batch_rows: int) -> Table:
@@ -357,4 +369,9 @@ def _open_xlsx_streaming(path: Path, *, batch_rows: int) -> Table:
             row += len(frame)
 
     estimate = (sheet.max_row - header_index - 1) if sheet.max_row else None
-    return Table(headers=headers, estimated_rows=estimate, batches=batches(), description=f".xlsx workbook, sheet {sheet.title!r} (streamed)")
+    return Table(
+        headers=headers,
+        estimated_rows=estimate,
+        batches=batches(),
+        description=f".xlsx workbook, sheet {sheet.title!r} (streamed)",
+    )

@@ -28,8 +28,19 @@ from pathlib import Path
 import numpy as np
 
 HEADER = [
-    "Supplier Code", "Supplier Name", "Material Number", "Item Description", "Category", "UOM",
-    "PO Number", "Line", "PO Date", "Qty", "Unit Price", "Total Price", "Currency",
+    "Supplier Code",
+    "Supplier Name",
+    "Material Number",
+    "Item Description",
+    "Category",
+    "UOM",
+    "PO Number",
+    "Line",
+    "PO Date",
+    "Qty",
+    "Unit Price",
+    "Total Price",
+    "Currency",
 ]
 LINES_PER_PO = 10
 ROWS_PER_SUPPLIER = 200
@@ -43,23 +54,122 @@ INVALID_KINDS = ("missing_po_number", "zero_quantity", "text_quantity", "bad_uni
 WARNING_KINDS = ("negative_total", "bad_date")
 
 _COMPANY_FIRST = (
-    "Acme", "Northwind", "Contoso", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Cyberdyne",
-    "Hooli", "Vandelay", "Soylent", "Wonka", "Gringotts", "Oscorp", "Pied Piper", "Massive Dynamic", "Aperture",
-    "Black Mesa", "Blue Sun", "Monarch", "Ollivander", "Virtucon", "Zorg", "Nakatomi", "Sirius", "Duff",
+    "Acme",
+    "Northwind",
+    "Contoso",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Wonka",
+    "Gringotts",
+    "Oscorp",
+    "Pied Piper",
+    "Massive Dynamic",
+    "Aperture",
+    "Black Mesa",
+    "Blue Sun",
+    "Monarch",
+    "Ollivander",
+    "Virtucon",
+    "Zorg",
+    "Nakatomi",
+    "Sirius",
+    "Duff",
 )
 _COMPANY_SECOND = (
-    "Industrial Supply", "Components", "Office Products", "Laboratory Systems", "Logistics", "Fasteners",
-    "Electrical", "Medical", "Packaging", "Chemicals", "Tools", "Safety", "Hydraulics", "IT Services", "Paper",
+    "Industrial Supply",
+    "Components",
+    "Office Products",
+    "Laboratory Systems",
+    "Logistics",
+    "Fasteners",
+    "Electrical",
+    "Medical",
+    "Packaging",
+    "Chemicals",
+    "Tools",
+    "Safety",
+    "Hydraulics",
+    "IT Services",
+    "Paper",
 )
 _COMPANY_SUFFIX = ("Ltd", "Inc.", "GmbH", "LLC", "S.A.", "Co.", "plc", "B.V.", "")
-_ADJECTIVES = ("Stainless", "Heavy-duty", "Nitrile", "Galvanized", "Recycled", "Ergonomic", "Sterile", "LED",
-               "Hex", "Insulated", "Disposable", "Cordless", "Reinforced", "Anti-static", "Food-grade")
-_NOUNS = ("bolt", "glove", "cable", "pallet", "toner cartridge", "valve", "bearing", "safety helmet", "filter",
-          "label roll", "copy paper", "syringe", "drill bit", "hose", "fuse", "pipette tip", "gasket", "battery")
-_SPECS = ("M8x40", "size L", "3 m", "1200x800", "black", "1/2 in", "6205-2RS", "EN 397", "5 micron",
-          "100x50 mm", "A4 80 g", "5 ml", "10 mm", "25 mm", "10 A", "200 ul", "DN50", "AA")
-_CATEGORIES = ("MRO", "Office Supplies", "Lab Consumables", "IT Hardware", "Packaging", "Safety Equipment",
-               "Electrical", "Medical Supplies", "Raw Materials", "Facilities")
+_ADJECTIVES = (
+    "Stainless",
+    "Heavy-duty",
+    "Nitrile",
+    "Galvanized",
+    "Recycled",
+    "Ergonomic",
+    "Sterile",
+    "LED",
+    "Hex",
+    "Insulated",
+    "Disposable",
+    "Cordless",
+    "Reinforced",
+    "Anti-static",
+    "Food-grade",
+)
+_NOUNS = (
+    "bolt",
+    "glove",
+    "cable",
+    "pallet",
+    "toner cartridge",
+    "valve",
+    "bearing",
+    "safety helmet",
+    "filter",
+    "label roll",
+    "copy paper",
+    "syringe",
+    "drill bit",
+    "hose",
+    "fuse",
+    "pipette tip",
+    "gasket",
+    "battery",
+)
+_SPECS = (
+    "M8x40",
+    "size L",
+    "3 m",
+    "1200x800",
+    "black",
+    "1/2 in",
+    "6205-2RS",
+    "EN 397",
+    "5 micron",
+    "100x50 mm",
+    "A4 80 g",
+    "5 ml",
+    "10 mm",
+    "25 mm",
+    "10 A",
+    "200 ul",
+    "DN50",
+    "AA",
+)
+_CATEGORIES = (
+    "MRO",
+    "Office Supplies",
+    "Lab Consumables",
+    "IT Hardware",
+    "Packaging",
+    "Safety Equipment",
+    "Electrical",
+    "Medical Supplies",
+    "Raw Materials",
+    "Facilities",
+)
 _UOMS = ("EA", "EA", "EA", "BOX", "PK", "KG", "M", "L", "ROL", "SET")
 _DECIMAL_UOMS = {"KG", "M", "L"}
 _CURRENCIES = ("USD",) * 14 + ("EUR",) * 4 + ("GBP",) * 2
@@ -180,8 +290,9 @@ def _messy_date(day: dt.date, style: int) -> str:
     return f"{day.isoformat()} 00:00:00"
 
 
-def iter_chunks(*, rows: int, seed: int = 0, messy: bool = False, stats: SampleStats | None = None,
-                chunk_rows: int = CHUNK_ROWS) -> Iterator[list[list[str]]]:
+def iter_chunks(
+    *, rows: int, seed: int = 0, messy: bool = False, stats: SampleStats | None = None, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[list[list[str]]]:
     """Yield the data rows (lists of cell strings, HEADER order) in chunks. If `stats` is
     given it is filled in as the chunks go by (complete once the iterator is exhausted)."""
     if rows < 0:
@@ -210,8 +321,9 @@ def iter_chunks(*, rows: int, seed: int = 0, messy: bool = False, stats: SampleS
         po_count = last_po - first_po + 1
         po_supplier = rng.integers(0, n_suppliers, po_count)
         # Dates rise with the PO number, with a few days of jitter.
-        po_day = (np.arange(first_po, last_po + 1) * _DATE_SPAN_DAYS // max(1, n_pos)
-                  + rng.integers(0, 5, po_count)).clip(0, _DATE_SPAN_DAYS)
+        po_day = (
+            np.arange(first_po, last_po + 1) * _DATE_SPAN_DAYS // max(1, n_pos) + rng.integers(0, 5, po_count)
+        ).clip(0, _DATE_SPAN_DAYS)
         po_currency = rng.integers(0, len(_CURRENCIES), po_count)
         supplier = po_supplier[po - first_po]
         # Each supplier sells a window of about 40 neighbouring materials.
@@ -243,11 +355,23 @@ def iter_chunks(*, rows: int, seed: int = 0, messy: bool = False, stats: SampleS
             po_number = f"PO{4500000000 + p}"
             line = str(r % LINES_PER_PO + 1)
             if not messy:
-                chunk.append([
-                    cat.supplier_codes[s], cat.supplier_names[s], cat.material_codes[m],
-                    cat.material_descriptions[m], cat.material_categories[m], uom, po_number, line,
-                    day.isoformat(), _quantity(tenths), _money(unit), _money(total), currency,
-                ])
+                chunk.append(
+                    [
+                        cat.supplier_codes[s],
+                        cat.supplier_names[s],
+                        cat.material_codes[m],
+                        cat.material_descriptions[m],
+                        cat.material_categories[m],
+                        uom,
+                        po_number,
+                        line,
+                        day.isoformat(),
+                        _quantity(tenths),
+                        _money(unit),
+                        _money(total),
+                        currency,
+                    ]
+                )
                 seen_suppliers.add(s)
                 seen_materials.add(m)
                 seen_pos.add(p)
@@ -302,11 +426,23 @@ def iter_chunks(*, rows: int, seed: int = 0, messy: bool = False, stats: SampleS
                 seen_materials.add(m)
                 seen_pos.add(p)
                 valid_lines += 1
-            chunk.append([
-                cat.supplier_codes[s] + (" " if style[3] == 3 else ""), supplier_name, cat.material_codes[m],
-                description, category, uom_text, po_number, line, date_text, qty_text, unit_text, total_text,
-                currency_text,
-            ])
+            chunk.append(
+                [
+                    cat.supplier_codes[s] + (" " if style[3] == 3 else ""),
+                    supplier_name,
+                    cat.material_codes[m],
+                    description,
+                    category,
+                    uom_text,
+                    po_number,
+                    line,
+                    date_text,
+                    qty_text,
+                    unit_text,
+                    total_text,
+                    currency_text,
+                ]
+            )
         yield chunk
 
     stats.invalid_by_kind = {kind: invalid[kind] for kind in INVALID_KINDS if invalid[kind]}

@@ -68,7 +68,9 @@ def _set_cancel_flag(upload_id) -> None:
 def validate_upload_file(*, name: str, size: int) -> None:
     ext = Path(name).suffix.lower()
     if ext not in ALLOWED_EXTENSIONS:
-        raise UploadRejected(f"{name}: {ext or 'no extension'} files are not supported; upload .csv, .xlsx, .xls or .ods.")
+        raise UploadRejected(
+            f"{name}: {ext or 'no extension'} files are not supported; upload .csv, .xlsx, .xls or .ods."
+        )
     if size == 0:
         raise UploadRejected(f"{name}: the file is empty.")
     if size > settings.UPLOAD_MAX_BYTES:
@@ -188,9 +190,18 @@ def _clear_cancel_flag(upload_id) -> None:
 
 def _reset_fields() -> dict:
     return dict(
-        total_rows=None, processed_rows=0, imported_rows=0, rejected_rows=0, warning_count=0,
-        created_suppliers=0, created_materials=0, created_purchase_orders=0, created_lines=0,
-        updated_lines=0, error_message="", resolved_mapping={},
+        total_rows=None,
+        processed_rows=0,
+        imported_rows=0,
+        rejected_rows=0,
+        warning_count=0,
+        created_suppliers=0,
+        created_materials=0,
+        created_purchase_orders=0,
+        created_lines=0,
+        updated_lines=0,
+        error_message="",
+        resolved_mapping={},
     )
 
 
@@ -276,8 +287,14 @@ def _claim(*, upload_id, task_id: str) -> Upload | None:
     running = Q(status__in=[Upload.Status.PROCESSING, Upload.Status.CANCELLING])
     claimable = Q(status=Upload.Status.QUEUED) | (running & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)))
     fields = _reset_fields()
-    fields.update(task_id=task_id or upload.task_id, heartbeat_at=now, started_at=now, finished_at=None,
-                  seq=now_seq(), attempts=F("attempts") + 1)
+    fields.update(
+        task_id=task_id or upload.task_id,
+        heartbeat_at=now,
+        started_at=now,
+        finished_at=None,
+        seq=now_seq(),
+        attempts=F("attempts") + 1,
+    )
     if upload.status == Upload.Status.QUEUED:
         fields["status"] = Upload.Status.PROCESSING
     if not Upload.objects.filter(claimable, pk=upload_id).update(**fields):
@@ -311,8 +328,17 @@ def task_result(upload: Upload) -> dict:
 
 
 _COUNTERS = (
-    "total_rows", "processed_rows", "imported_rows", "rejected_rows", "warning_count", "created_suppliers",
-    "created_materials", "created_purchase_orders", "created_lines", "updated_lines", "resolved_mapping",
+    "total_rows",
+    "processed_rows",
+    "imported_rows",
+    "rejected_rows",
+    "warning_count",
+    "created_suppliers",
+    "created_materials",
+    "created_purchase_orders",
+    "created_lines",
+    "updated_lines",
+    "resolved_mapping",
 )
 
 
@@ -355,7 +381,10 @@ def process_upload(*, upload_id, task_id: str = "") -> dict:
     except PipelineError as exc:
         status, error = Upload.Status.FAILED, str(exc)
     except SoftTimeLimitExceeded:
-        status, error = Upload.Status.FAILED, f"The load took longer than the limit of {settings.CELERY_TASK_SOFT_TIME_LIMIT} s; nothing was written."
+        status, error = (
+            Upload.Status.FAILED,
+            f"The load took longer than the limit of {settings.CELERY_TASK_SOFT_TIME_LIMIT} s; nothing was written.",
+        )
     except DatabaseError:
         if supervisor.should_stop():  # the statement was interrupted by the cancel
             status = Upload.Status.CANCELLED
@@ -417,16 +446,23 @@ def _finish(upload: Upload, *, status: str, error: str = "") -> dict:
         upload.created_lines = upload.updated_lines = 0
         upload.error_message = error or (
             "Cancelled; no lines were written."
-            + (" The suppliers, materials and purchase orders it created are kept."
-               if upload.created_suppliers or upload.created_materials or upload.created_purchase_orders else "")
+            + (
+                " The suppliers, materials and purchase orders it created are kept."
+                if upload.created_suppliers or upload.created_materials or upload.created_purchase_orders
+                else ""
+            )
         )
     elif status == Upload.Status.FAILED:
         upload.created_lines = upload.updated_lines = 0
         upload.error_message = error
     fields = {f: getattr(upload, f) for f in _COUNTERS}
     Upload.objects.filter(pk=upload.pk).update(
-        status=status, finished_at=upload.finished_at, seq=upload.seq, heartbeat_at=None,
-        error_message=upload.error_message, **fields,
+        status=status,
+        finished_at=upload.finished_at,
+        seq=upload.seq,
+        heartbeat_at=None,
+        error_message=upload.error_message,
+        **fields,
     )
     _clear_cancel_flag(upload.pk)
     _publish(upload, final=True)

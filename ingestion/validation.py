@@ -14,9 +14,21 @@ import pandas as pd
 from . import parsing
 
 LINE_COLUMNS = [
-    "supplier_key", "supplier_code", "supplier_name",
-    "material_key", "material_code", "material_description", "category", "unit_of_measure",
-    "po_number", "line_number", "order_date", "quantity", "unit_price", "total_price", "currency",
+    "supplier_key",
+    "supplier_code",
+    "supplier_name",
+    "material_key",
+    "material_code",
+    "material_description",
+    "category",
+    "unit_of_measure",
+    "po_number",
+    "line_number",
+    "order_date",
+    "quantity",
+    "unit_price",
+    "total_price",
+    "currency",
     "source_row",
 ]
 MAX_CODE = 100
@@ -125,12 +137,24 @@ def validate_batch(
     out["supplier_code"] = text("supplier_code")
     out["supplier_name"] = text("supplier_name").str.slice(0, TEXT_LIMITS["supplier_name"])
     no_supplier = (out["supplier_code"] == "") & (out["supplier_name"] == "")
-    issues.add(no_supplier, column=header("supplier_code", "supplier_name"), values=empty,
-               message="Supplier is missing (no supplier code or name).", severity=ERROR)
+    issues.add(
+        no_supplier,
+        column=header("supplier_code", "supplier_name"),
+        values=empty,
+        message="Supplier is missing (no supplier code or name).",
+        severity=ERROR,
+    )
     long_code = out["supplier_code"].str.len() > MAX_CODE
-    issues.add(long_code, column=header("supplier_code"), values=raw_of("supplier_code"),
-               message=f"Supplier code is longer than {MAX_CODE} characters.", severity=ERROR)
-    out["supplier_key"] = _key(out["supplier_code"], lambda rows: "~" + parsing.normalize_key(out["supplier_name"][rows]))
+    issues.add(
+        long_code,
+        column=header("supplier_code"),
+        values=raw_of("supplier_code"),
+        message=f"Supplier code is longer than {MAX_CODE} characters.",
+        severity=ERROR,
+    )
+    out["supplier_key"] = _key(
+        out["supplier_code"], lambda rows: "~" + parsing.normalize_key(out["supplier_name"][rows])
+    )
 
     # Material: by code, else by description and unit.
     out["material_code"] = text("material_code")
@@ -138,27 +162,61 @@ def validate_batch(
     out["category"] = text("category").str.slice(0, TEXT_LIMITS["category"])
     out["unit_of_measure"] = text("unit_of_measure").str.slice(0, TEXT_LIMITS["unit_of_measure"])
     no_material = (out["material_code"] == "") & (out["material_description"] == "")
-    issues.add(no_material, column=header("material_code", "material_description"), values=empty,
-               message="Material is missing (no material code or description).", severity=ERROR)
+    issues.add(
+        no_material,
+        column=header("material_code", "material_description"),
+        values=empty,
+        message="Material is missing (no material code or description).",
+        severity=ERROR,
+    )
     long_material = out["material_code"].str.len() > MAX_CODE
-    issues.add(long_material, column=header("material_code"), values=raw_of("material_code"),
-               message=f"Material code is longer than {MAX_CODE} characters.", severity=ERROR)
-    out["material_key"] = _key(out["material_code"], lambda rows: "~" + parsing.normalize_key(out["material_description"][rows])
-                               + "|" + parsing.normalize_key(out["unit_of_measure"][rows]))
+    issues.add(
+        long_material,
+        column=header("material_code"),
+        values=raw_of("material_code"),
+        message=f"Material code is longer than {MAX_CODE} characters.",
+        severity=ERROR,
+    )
+    out["material_key"] = _key(
+        out["material_code"],
+        lambda rows: (
+            "~"
+            + parsing.normalize_key(out["material_description"][rows])
+            + "|"
+            + parsing.normalize_key(out["unit_of_measure"][rows])
+        ),
+    )
 
     # Purchase order.
     out["po_number"] = text("po_number")
-    issues.add(out["po_number"] == "", column=header("po_number"), values=empty,
-               message="PO number is missing.", severity=ERROR)
-    issues.add(out["po_number"].str.len() > MAX_CODE, column=header("po_number"), values=raw_of("po_number"),
-               message=f"PO number is longer than {MAX_CODE} characters.", severity=ERROR)
+    issues.add(
+        out["po_number"] == "",
+        column=header("po_number"),
+        values=empty,
+        message="PO number is missing.",
+        severity=ERROR,
+    )
+    issues.add(
+        out["po_number"].str.len() > MAX_CODE,
+        column=header("po_number"),
+        values=raw_of("po_number"),
+        message=f"PO number is longer than {MAX_CODE} characters.",
+        severity=ERROR,
+    )
 
     if "line_number" in columns:
         line, bad_line = parsing.parse_int(raw_of("line_number"))
         missing_line = line.isna() & ~bad_line
-        issues.add(bad_line | (line.fillna("1").astype("int64") < 1), column=header("line_number"), values=raw_of("line_number"),
-                   message="Line number is not a whole number above zero.", severity=ERROR)
-        issues.add(missing_line, column=header("line_number"), values=empty, message="Line number is missing.", severity=ERROR)
+        issues.add(
+            bad_line | (line.fillna("1").astype("int64") < 1),
+            column=header("line_number"),
+            values=raw_of("line_number"),
+            message="Line number is not a whole number above zero.",
+            severity=ERROR,
+        )
+        issues.add(
+            missing_line, column=header("line_number"), values=empty, message="Line number is missing.", severity=ERROR
+        )
         out["line_number"] = pd.to_numeric(line, errors="coerce")
     else:
         out["line_number"] = np.nan  # numbered by order of appearance, in the pipeline
@@ -166,66 +224,150 @@ def validate_batch(
     # Quantity: required, above zero.
     quantity, bad_quantity = parsing.parse_decimal(raw_of("quantity"))
     quantity_value = parsing.to_float(quantity)
-    issues.add(quantity.isna() & ~bad_quantity, column=header("quantity"), values=empty, message="Quantity is missing.", severity=ERROR)
-    issues.add(bad_quantity, column=header("quantity"), values=raw_of("quantity"), message="Quantity is not a number.", severity=ERROR)
+    issues.add(
+        quantity.isna() & ~bad_quantity,
+        column=header("quantity"),
+        values=empty,
+        message="Quantity is missing.",
+        severity=ERROR,
+    )
+    issues.add(
+        bad_quantity,
+        column=header("quantity"),
+        values=raw_of("quantity"),
+        message="Quantity is not a number.",
+        severity=ERROR,
+    )
     not_positive = pd.Series(quantity_value <= 0, index=index) & quantity.notna()
-    issues.add(not_positive, column=header("quantity"), values=raw_of("quantity"), message="Quantity must be above zero.", severity=ERROR)
+    issues.add(
+        not_positive,
+        column=header("quantity"),
+        values=raw_of("quantity"),
+        message="Quantity must be above zero.",
+        severity=ERROR,
+    )
     rounds_to_zero = pd.Series((quantity_value > 0) & (quantity_value < SMALLEST_QUANTITY), index=index)
-    issues.add(rounds_to_zero, column=header("quantity"), values=raw_of("quantity"),
-               message="Quantity rounds to zero (4 decimal places are kept).", severity=ERROR)
+    issues.add(
+        rounds_to_zero,
+        column=header("quantity"),
+        values=raw_of("quantity"),
+        message="Quantity rounds to zero (4 decimal places are kept).",
+        severity=ERROR,
+    )
     not_positive = not_positive | rounds_to_zero
     too_big = pd.Series(np.abs(quantity_value) >= QUANTITY_LIMIT, index=index)
-    issues.add(too_big, column=header("quantity"), values=raw_of("quantity"), message="Quantity is too large.", severity=ERROR)
+    issues.add(
+        too_big, column=header("quantity"), values=raw_of("quantity"), message="Quantity is too large.", severity=ERROR
+    )
     out["quantity"] = quantity
 
     # Prices: a unit price, or a total to derive it from.
     unit_price, bad_unit = parsing.parse_decimal(raw_of("unit_price"))
     total_price, bad_total = parsing.parse_decimal(raw_of("total_price"))
     if "unit_price" in columns:
-        issues.add(bad_unit, column=header("unit_price"), values=raw_of("unit_price"), message="Unit price is not a number.", severity=ERROR)
+        issues.add(
+            bad_unit,
+            column=header("unit_price"),
+            values=raw_of("unit_price"),
+            message="Unit price is not a number.",
+            severity=ERROR,
+        )
     has_unit = unit_price.notna()
     if "total_price" in columns:
         # A bad total is fatal only when it is the sole source of the price.
-        issues.add(bad_total & ~has_unit & ~bad_unit, column=header("total_price"), values=raw_of("total_price"),
-                   message="Total price is not a number, and there is no unit price.", severity=ERROR)
-        issues.add(bad_total & has_unit, column=header("total_price"), values=raw_of("total_price"),
-                   message="Total price is not a number; stored empty.", severity=WARNING)
+        issues.add(
+            bad_total & ~has_unit & ~bad_unit,
+            column=header("total_price"),
+            values=raw_of("total_price"),
+            message="Total price is not a number, and there is no unit price.",
+            severity=ERROR,
+        )
+        issues.add(
+            bad_total & has_unit,
+            column=header("total_price"),
+            values=raw_of("total_price"),
+            message="Total price is not a number; stored empty.",
+            severity=WARNING,
+        )
     no_price = ~has_unit & total_price.isna() & ~bad_unit & ~bad_total
-    issues.add(no_price, column=header("unit_price", "total_price"), values=empty,
-               message="Unit price is missing (and there is no total price to derive it from).", severity=ERROR)
+    issues.add(
+        no_price,
+        column=header("unit_price", "total_price"),
+        values=empty,
+        message="Unit price is missing (and there is no total price to derive it from).",
+        severity=ERROR,
+    )
     unit_value = parsing.to_float(unit_price)
     total_value = parsing.to_float(total_price)
-    issues.add(pd.Series(np.abs(unit_value) >= UNIT_PRICE_LIMIT, index=index), column=header("unit_price"),
-               values=raw_of("unit_price"), message="Unit price is too large.", severity=ERROR)
+    issues.add(
+        pd.Series(np.abs(unit_value) >= UNIT_PRICE_LIMIT, index=index),
+        column=header("unit_price"),
+        values=raw_of("unit_price"),
+        message="Unit price is too large.",
+        severity=ERROR,
+    )
     huge_total = pd.Series(np.abs(total_value) >= TOTAL_PRICE_LIMIT, index=index)
-    issues.add(huge_total, column=header("total_price"), values=raw_of("total_price"), message="Total price is too large.", severity=ERROR)
+    issues.add(
+        huge_total,
+        column=header("total_price"),
+        values=raw_of("total_price"),
+        message="Total price is too large.",
+        severity=ERROR,
+    )
     derive = ~has_unit & total_price.notna() & quantity.notna() & ~not_positive & ~too_big & ~huge_total
     if derive.any():
         unit_price = unit_price.astype(object)
         derived = parsing.divide(total_price[derive], quantity[derive])
         unit_price.loc[derive] = derived
-        too_big_derived = derived.isna() | pd.Series(np.abs(parsing.to_float(derived)) >= UNIT_PRICE_LIMIT, index=derived.index)
-        issues.add(too_big_derived.reindex(index, fill_value=False), column=header("total_price"), values=raw_of("total_price"),
-                   message="The unit price this total gives (total / quantity) is too large.", severity=ERROR)
+        too_big_derived = derived.isna() | pd.Series(
+            np.abs(parsing.to_float(derived)) >= UNIT_PRICE_LIMIT, index=derived.index
+        )
+        issues.add(
+            too_big_derived.reindex(index, fill_value=False),
+            column=header("total_price"),
+            values=raw_of("total_price"),
+            message="The unit price this total gives (total / quantity) is too large.",
+            severity=ERROR,
+        )
     # A total that disagrees with quantity x unit price beyond the rounding of the unit price.
     both = has_unit & total_price.notna()
     if both.any():
         places = parsing.decimal_places(unit_price.where(has_unit)).to_numpy()
         tolerance = np.abs(quantity_value) * 0.5 * np.power(10.0, -places.astype(float)) + 0.005 + 1e-9
-        mismatch = pd.Series(np.abs(quantity_value * unit_value - total_value) > tolerance, index=index) & both & quantity.notna() & ~not_positive
-        issues.add(mismatch, column=header("total_price"), values=raw_of("total_price"),
-                   message="Total price differs from quantity x unit price.", severity=WARNING)
+        mismatch = (
+            pd.Series(np.abs(quantity_value * unit_value - total_value) > tolerance, index=index)
+            & both
+            & quantity.notna()
+            & ~not_positive
+        )
+        issues.add(
+            mismatch,
+            column=header("total_price"),
+            values=raw_of("total_price"),
+            message="Total price differs from quantity x unit price.",
+            severity=WARNING,
+        )
     out["unit_price"] = unit_price
     out["total_price"] = total_price
 
     # Optional values: unreadable means stored empty, with a warning.
     order_date, bad_date = parsing.parse_date(raw_of("order_date"), day_first=day_first)
-    issues.add(bad_date, column=header("order_date"), values=raw_of("order_date"),
-               message="Date not recognised; stored empty.", severity=WARNING)
+    issues.add(
+        bad_date,
+        column=header("order_date"),
+        values=raw_of("order_date"),
+        message="Date not recognised; stored empty.",
+        severity=WARNING,
+    )
     out["order_date"] = order_date
     currency, bad_currency = parsing.parse_currency(raw_of("currency"), default=default_currency)
-    issues.add(bad_currency, column=header("currency"), values=raw_of("currency"),
-               message=f"Not an ISO 4217 currency code; {default_currency} used.", severity=WARNING)
+    issues.add(
+        bad_currency,
+        column=header("currency"),
+        values=raw_of("currency"),
+        message=f"Not an ISO 4217 currency code; {default_currency} used.",
+        severity=WARNING,
+    )
     out["currency"] = currency
     out["source_row"] = index.to_numpy()
 

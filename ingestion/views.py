@@ -114,7 +114,9 @@ def upload_detail(request, upload_id):
     severity = request.GET.get("severity")
     if severity not in (RowIssue.Severity.ERROR, RowIssue.Severity.WARNING):
         severity = None
-    issues = Paginator(selectors.row_issues(upload=upload, severity=severity), ISSUES_PER_PAGE).get_page(request.GET.get("page"))
+    issues = Paginator(selectors.row_issues(upload=upload, severity=severity), ISSUES_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
     return render(
         request,
         "ingestion/detail.html",
@@ -147,7 +149,9 @@ def upload_create(request):
         try:
             mapping = json.loads(raw_mapping)
         except json.JSONDecodeError as exc:
-            return refuse(request, f"The column mapping is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).")
+            return refuse(
+                request, f"The column mapping is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+            )
 
     # Check every file before storing any, so a batch is taken whole or not at all.
     for file in files:
@@ -231,7 +235,11 @@ def upload_progress(request, upload_id):
     if upload.status == Upload.Status.QUEUED:
         description = "Queued"
     elif upload.is_active:
-        description = f"{upload.get_status_display()}: {upload.processed_rows:,} of {total:,} rows" if total else upload.get_status_display()
+        description = (
+            f"{upload.get_status_display()}: {upload.processed_rows:,} of {total:,} rows"
+            if total
+            else upload.get_status_display()
+        )
     else:
         description = upload.get_status_display()
     result = None

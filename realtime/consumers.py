@@ -50,7 +50,9 @@ def _snapshot(user, upload_id) -> list[Upload]:
     # ended must see how.
     recent = timezone.now() - RECENTLY_FINISHED
     active = list(selectors.active_uploads_for_user(user=user))
-    ended = list(selectors.uploads_for_user(user=user).filter(status__in=Upload.FINISHED_STATUSES, finished_at__gte=recent)[:50])
+    ended = list(
+        selectors.uploads_for_user(user=user).filter(status__in=Upload.FINISHED_STATUSES, finished_at__gte=recent)[:50]
+    )
     return active + ended
 
 
@@ -78,7 +80,9 @@ class UploadsConsumer(AsyncWebsocketConsumer):
         await self.accept()
         # Joined first, snapshot second: nothing can fall between them.
         uploads = await _snapshot(user, upload_id)
-        await self.send(text_data=await _cards(uploads) if uploads else '<div id="ws-snapshot" hx-swap-oob="true"></div>')
+        await self.send(
+            text_data=await _cards(uploads) if uploads else '<div id="ws-snapshot" hx-swap-oob="true"></div>'
+        )
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "watch_groups", []):

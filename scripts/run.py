@@ -35,10 +35,15 @@ def ensure_demo_user() -> None:
         f"if created or not u.has_usable_password():\n    u.set_password({password!r}); u.save()\n"
         "print('created' if created else 'exists')\n"
     )
-    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
+    )
     if "created" in result.stdout or not password_file.exists():
         password_file.write_text(password)
-    print(f"\n  Sign in at http://{HOST}:{PORT}/accounts/login/  as  demo / {password_file.read_text().strip()}\n", flush=True)
+    print(
+        f"\n  Sign in at http://{HOST}:{PORT}/accounts/login/  as  demo / {password_file.read_text().strip()}\n",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -47,7 +52,20 @@ def main() -> int:
     manage("migrate", "--noinput")
     ensure_demo_user()
     children = [
-        subprocess.Popen([str(BIN / "celery"), "-A", "config", "worker", "-E", "-l", "info", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2")], cwd=ROOT),
+        subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "-E",
+                "-l",
+                "info",
+                "--concurrency",
+                os.environ.get("WORKER_CONCURRENCY", "2"),
+            ],
+            cwd=ROOT,
+        ),
         subprocess.Popen([str(BIN / "daphne"), "-b", HOST, "-p", PORT, "config.asgi:application"], cwd=ROOT),
     ]
 

@@ -79,8 +79,19 @@ def worker(service_env, tmp_path_factory):
     with log_file.open("wb") as log:
         process = subprocess.Popen(
             [
-                str(BIN / "celery"), "-A", "config", "worker", "-E", "-l", "info",
-                "-c", "2", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h",
+                str(BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "-E",
+                "-l",
+                "info",
+                "-c",
+                "2",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"test-{os.getpid()}@%h",
             ],
             cwd=ROOT,
             env=service_env,

@@ -142,7 +142,9 @@ def test_an_upload_that_ended_while_the_server_was_down_shows_after_reconnect(si
     running_server.stop()
     expect(page.locator(LIVE)).not_to_have_attribute("data-state", "live", timeout=10_000)
     # Started the way `manage.py ingest` does: straight through the service.
-    upload = services.create_upload_from_path(owner=owner, path=write_orders(tmp_path / "while-down.csv", 2000, prefix="WD"))
+    upload = services.create_upload_from_path(
+        owner=owner, path=write_orders(tmp_path / "while-down.csv", 2000, prefix="WD")
+    )
     upload = wait_for_upload(upload)
     assert upload.status == Upload.Status.COMPLETED
     assert page.locator(".upload-card").count() == 0
@@ -244,7 +246,9 @@ def test_uploads_started_elsewhere_appear_and_ten_move_at_once(signed_in, tmp_pa
     owner = get_user_model().objects.get(username="ivan")
     # Started the way `manage.py ingest` and scripts do: straight through the service.
     uploads = [
-        services.create_upload_from_path(owner=owner, path=write_orders(tmp_path / f"batch-{i}.csv", 4000, prefix=f"T{i}"))
+        services.create_upload_from_path(
+            owner=owner, path=write_orders(tmp_path / f"batch-{i}.csv", 4000, prefix=f"T{i}")
+        )
         for i in range(10)
     ]
     for upload in uploads:

@@ -19,8 +19,17 @@ from ingestion.models import PurchaseOrderLine, Upload
 from ingestion.sample import write_sample
 from tests.conftest import ROOT, wait_for_upload
 
-SUMMARY_KEYS = {"upload_id", "status", "total_rows", "imported_rows", "rejected_rows", "warnings", "created",
-                "updated_lines", "error"}
+SUMMARY_KEYS = {
+    "upload_id",
+    "status",
+    "total_rows",
+    "imported_rows",
+    "rejected_rows",
+    "warnings",
+    "created",
+    "updated_lines",
+    "error",
+}
 
 
 def ingest_json(*args: str) -> list[dict]:
@@ -44,8 +53,10 @@ def test_ingest_follows_a_messy_file_to_the_end_and_reports_json(user, tmp_path)
     assert summary["rejected_rows"] == expected.invalid_rows
     assert summary["warnings"] == expected.warnings
     assert summary["created"] == {
-        "suppliers": expected.suppliers, "materials": expected.materials,
-        "purchase_orders": expected.purchase_orders, "lines": expected.lines,
+        "suppliers": expected.suppliers,
+        "materials": expected.materials,
+        "purchase_orders": expected.purchase_orders,
+        "lines": expected.lines,
     }
     assert summary["updated_lines"] == 0 and summary["error"] is None
     upload = Upload.objects.get(pk=summary["upload_id"])
@@ -103,11 +114,14 @@ def test_no_wait_returns_once_queued(user, tmp_path):
 @pytest.mark.usefixtures("live_worker")
 def test_mapping_and_day_first_are_passed_to_the_upload(user, tmp_path):
     path = tmp_path / "vendor.csv"
-    path.write_text(
-        "Vendor,Thing,Order Ref,How Many,Each,When\nACME,Bolt,PO-1,3,1.50,11/09/2014\n", encoding="utf-8"
-    )
-    mapping = {"Thing": "material_description", "Order Ref": "po_number", "How Many": "quantity", "Each": "unit_price",
-               "When": "order_date"}
+    path.write_text("Vendor,Thing,Order Ref,How Many,Each,When\nACME,Bolt,PO-1,3,1.50,11/09/2014\n", encoding="utf-8")
+    mapping = {
+        "Thing": "material_description",
+        "Order Ref": "po_number",
+        "How Many": "quantity",
+        "Each": "unit_price",
+        "When": "order_date",
+    }
     [summary] = ingest_json(str(path), "--user", "alice", "--mapping", json.dumps(mapping), "--day-first")
     assert summary["status"] == "completed", summary["error"]
     upload = Upload.objects.get(pk=summary["upload_id"])
@@ -138,8 +152,12 @@ def test_missing_and_refused_files_are_refused_before_anything_is_queued(user, t
     good = write_sample_path(tmp_path / "ok.csv", rows=10, seed=1)
     (tmp_path / "empty.csv").write_bytes(b"")
     (tmp_path / "data.json").write_text("{}")
-    cases = [(tmp_path / "missing.csv", "no such file"), (tmp_path / "empty.csv", "the file is empty"),
-             (tmp_path / "data.json", ".json files are not supported"), (tmp_path, "not a file")]
+    cases = [
+        (tmp_path / "missing.csv", "no such file"),
+        (tmp_path / "empty.csv", "the file is empty"),
+        (tmp_path / "data.json", ".json files are not supported"),
+        (tmp_path, "not a file"),
+    ]
     for path, message in cases:
         with pytest.raises(CommandError, match=message):
             call_command("ingest", str(good), str(path), "--user", "alice", stdout=io.StringIO(), stderr=io.StringIO())
@@ -152,7 +170,11 @@ def test_missing_and_refused_files_are_refused_before_anything_is_queued(user, t
 def manage(service_env, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "ingest", *args],
-        cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=service_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -57,7 +57,15 @@ async def _close_sockets():
 
 
 def make_upload(owner, *, status=Upload.Status.PROCESSING, name="orders.csv", **fields) -> Upload:
-    return Upload.objects.create(owner=owner, original_name=name, file=f"uploads/{name}", size=10, status=status, seq=services.now_seq(), **fields)
+    return Upload.objects.create(
+        owner=owner,
+        original_name=name,
+        file=f"uploads/{name}",
+        size=10,
+        status=status,
+        seq=services.now_seq(),
+        **fields,
+    )
 
 
 async def receive_text(communicator, timeout=5) -> str:
@@ -146,7 +154,9 @@ async def test_cancel_own_queued_upload(user):
     upload = await database_sync_to_async(make_upload)(user, status=Upload.Status.QUEUED)
     communicator, _, _ = await connect(user)
     await receive_text(communicator)
-    await communicator.send_to(text_data=json.dumps({"action": "cancel", "upload_id": str(upload.pk), "HEADERS": {"HX-Request": "true"}}))
+    await communicator.send_to(
+        text_data=json.dumps({"action": "cancel", "upload_id": str(upload.pk), "HEADERS": {"HX-Request": "true"}})
+    )
     reply = await receive_text(communicator)
     assert f'id="upload-{upload.pk}"' in reply and 'data-status="cancelled"' in reply
     await database_sync_to_async(upload.refresh_from_db)()
@@ -205,7 +215,9 @@ async def test_sync_returns_only_own_uploads(user, other_user):
     theirs = await database_sync_to_async(make_upload)(other_user)
     communicator, _, _ = await connect(user)
     await receive_text(communicator)
-    await communicator.send_to(text_data=json.dumps({"action": "sync", "upload_ids": [str(mine.pk), str(theirs.pk), "junk"]}))
+    await communicator.send_to(
+        text_data=json.dumps({"action": "sync", "upload_ids": [str(mine.pk), str(theirs.pk), "junk"]})
+    )
     reply = await receive_text(communicator)
     assert str(mine.pk) in reply and str(theirs.pk) not in reply
     await communicator.disconnect()

@@ -39,8 +39,18 @@ def upload_path(user, path, **options) -> Upload:
 
 
 def lines_snapshot():
-    return list(PurchaseOrderLine.objects.order_by("purchase_order_id", "line_number").values_list(
-        "purchase_order_id", "line_number", "material_id", "quantity", "unit_price", "total_price", "currency", "upload_id"))
+    return list(
+        PurchaseOrderLine.objects.order_by("purchase_order_id", "line_number").values_list(
+            "purchase_order_id",
+            "line_number",
+            "material_id",
+            "quantity",
+            "unit_price",
+            "total_price",
+            "currency",
+            "upload_id",
+        )
+    )
 
 
 def test_real_scms_file_loads_every_row_and_reports_bad_dates_as_warnings(user):
@@ -169,7 +179,12 @@ def test_loading_the_same_file_twice_creates_nothing_new_and_price_changes_count
     assert (first.created_lines, first.updated_lines) == (3000, 0)
     assert (first.created_suppliers, first.created_materials, first.created_purchase_orders) == (20, 50, 300)
     again = wait_for_upload(upload_path(user, write_orders(tmp_path / "b.csv", 3000)))
-    assert (again.created_lines, again.updated_lines, again.created_suppliers, again.created_purchase_orders) == (0, 0, 0, 0)
+    assert (again.created_lines, again.updated_lines, again.created_suppliers, again.created_purchase_orders) == (
+        0,
+        0,
+        0,
+        0,
+    )
     changed = wait_for_upload(upload_path(user, write_orders(tmp_path / "c.csv", 3000, price_factor=2)))
     assert (changed.created_lines, changed.updated_lines) == (0, 3000)
     assert PurchaseOrderLine.objects.count() == 3000
@@ -196,7 +211,8 @@ def test_cancel_midway_leaves_the_lines_exactly_as_they_were(user, tmp_path):
     # What it did leave behind, it says.
     assert upload.created_purchase_orders > 0
     assert upload.error_message == (
-        "Cancelled; no lines were written. The suppliers, materials and purchase orders it created are kept.")
+        "Cancelled; no lines were written. The suppliers, materials and purchase orders it created are kept."
+    )
 
 
 def test_cancel_of_a_queued_upload_ends_it_at_once(user, tmp_path):
@@ -217,7 +233,9 @@ def test_cancel_is_refused_for_another_users_upload(user, other_user, tmp_path):
 
 
 def test_a_task_delivered_twice_loads_once(user, tmp_path):
-    upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "twice.csv", 20_000), enqueue=False)
+    upload = services.create_upload_from_path(
+        owner=user, path=write_orders(tmp_path / "twice.csv", 20_000), enqueue=False
+    )
     first = process_upload.delay(str(upload.pk))
     second = process_upload.delay(str(upload.pk))  # the worker has two processes: both run at once
     results = [first.get(timeout=120), second.get(timeout=120)]
@@ -235,7 +253,10 @@ def test_two_uploads_sharing_suppliers_and_materials_both_complete(user, tmp_pat
     a = upload_path(user, write_orders(tmp_path / "a.csv", 20_000, prefix="A"))
     b = upload_path(user, write_orders(tmp_path / "b.csv", 20_000, prefix="B"))
     a, b = wait_for_upload(a), wait_for_upload(b)
-    assert (a.status, b.status) == (Upload.Status.COMPLETED, Upload.Status.COMPLETED), (a.error_message, b.error_message)
+    assert (a.status, b.status) == (Upload.Status.COMPLETED, Upload.Status.COMPLETED), (
+        a.error_message,
+        b.error_message,
+    )
     assert a.created_suppliers + b.created_suppliers == Supplier.objects.count() == 20
     assert a.created_materials + b.created_materials == Material.objects.count() == 50
     assert PurchaseOrderLine.objects.count() == 40_000
@@ -244,7 +265,9 @@ def test_two_uploads_sharing_suppliers_and_materials_both_complete(user, tmp_pat
 def test_task_result_keeps_the_seed_plans_keys(user, tmp_path):
     upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "r.csv", 100), enqueue=False)
     result = process_upload.delay(str(upload.pk)).get(timeout=60)
-    assert {"status", "processed", "created_suppliers", "created_materials", "created_pos", "created_prices"} <= set(result)
+    assert {"status", "processed", "created_suppliers", "created_materials", "created_pos", "created_prices"} <= set(
+        result
+    )
     assert (result["status"], result["processed"], result["created_prices"]) == ("completed", 100, 100)
 
 
@@ -281,20 +304,29 @@ def test_a_line_repeated_in_the_file_counts_once_and_its_last_values_win(user, t
     path = tmp_path / "repeats.csv"
     with path.open("w", encoding="utf-8") as handle:
         handle.write("Vendor,SKU,PO,Line,Qty,Price\n")
-        handle.writelines(f"Acme,M{int(line) % 4},{po},{line},{quantity},{price}\n" for po, line, quantity, price in originals + repeats)
+        handle.writelines(
+            f"Acme,M{int(line) % 4},{po},{line},{quantity},{price}\n"
+            for po, line, quantity, price in originals + repeats
+        )
     upload = wait_for_upload(upload_path(user, path))
     assert upload.status == Upload.Status.COMPLETED, upload.error_message
     assert (upload.imported_rows, upload.created_lines, upload.updated_lines) == (2150, 1500, 0)
     assert PurchaseOrderLine.objects.count() == 1500
     repeated = {(po, int(line)) for po, line, *_ in repeats}
-    prices = {(po, line): price for po, line, price in PurchaseOrderLine.objects.values_list(
-        "purchase_order__po_number", "line_number", "unit_price")}
+    prices = {
+        (po, line): price
+        for po, line, price in PurchaseOrderLine.objects.values_list(
+            "purchase_order__po_number", "line_number", "unit_price"
+        )
+    }
     assert all(prices[key] == Decimal("99.50") for key in repeated)
     assert all(price != Decimal("99.50") for key, price in prices.items() if key not in repeated)
 
 
-@pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
-                    reason="the PostgreSQL line writer's row locks (CI runs on PostgreSQL)")
+@pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+    reason="the PostgreSQL line writer's row locks (CI runs on PostgreSQL)",
+)
 def test_cancel_stops_a_load_that_waits_on_a_line_another_transaction_holds(user, tmp_path):
     import psycopg
     from django.db import connection
@@ -304,8 +336,9 @@ def test_cancel_stops_a_load_that_waits_on_a_line_another_transaction_holds(user
     base = wait_for_upload(upload_path(user, write_orders(tmp_path / "base.csv", 2000)))
     before = lines_snapshot()
     with psycopg.connect(database_url_for(connection.settings_dict)) as holder:
-        holder.execute("SELECT id FROM ingestion_purchaseorderline WHERE upload_id = %s ORDER BY id LIMIT 1 FOR UPDATE",
-                       [base.pk]).fetchone()
+        holder.execute(
+            "SELECT id FROM ingestion_purchaseorderline WHERE upload_id = %s ORDER BY id LIMIT 1 FOR UPDATE", [base.pk]
+        ).fetchone()
         upload = upload_path(user, write_orders(tmp_path / "new-prices.csv", 20_000, price_factor=3))
         wait_for_upload(upload, statuses={Upload.Status.PROCESSING})
         while upload.processed_rows < 2000 and upload.status == Upload.Status.PROCESSING:
@@ -322,14 +355,21 @@ def test_cancel_stops_a_load_that_waits_on_a_line_another_transaction_holds(user
 def test_fixing_a_rejected_row_and_loading_again_adds_just_that_line(user, tmp_path):
     # No line-number column: lines are numbered by order within their PO, rejected rows included.
     bad, fixed = tmp_path / "orders.csv", tmp_path / "orders-fixed.csv"
-    bad.write_text("Vendor,SKU,PO,Qty,Price\nAcme,M1,PO-1,1,2\nAcme,M2,PO-1,two,2\nAcme,M3,PO-1,3,2\n", encoding="utf-8")
-    fixed.write_text("Vendor,SKU,PO,Qty,Price\nAcme,M1,PO-1,1,2\nAcme,M2,PO-1,2,2\nAcme,M3,PO-1,3,2\n", encoding="utf-8")
+    bad.write_text(
+        "Vendor,SKU,PO,Qty,Price\nAcme,M1,PO-1,1,2\nAcme,M2,PO-1,two,2\nAcme,M3,PO-1,3,2\n", encoding="utf-8"
+    )
+    fixed.write_text(
+        "Vendor,SKU,PO,Qty,Price\nAcme,M1,PO-1,1,2\nAcme,M2,PO-1,2,2\nAcme,M3,PO-1,3,2\n", encoding="utf-8"
+    )
     first = wait_for_upload(upload_path(user, bad))
     assert (first.status, first.rejected_rows, first.created_lines) == (Upload.Status.COMPLETED, 1, 2)
     again = wait_for_upload(upload_path(user, fixed))
     assert (again.created_lines, again.updated_lines) == (1, 0)
     assert list(PurchaseOrderLine.objects.order_by("line_number").values_list("line_number", "material__code")) == [
-        (1, "M1"), (2, "M2"), (3, "M3")]
+        (1, "M1"),
+        (2, "M2"),
+        (3, "M3"),
+    ]
 
 
 def test_values_near_the_columns_limits_load_and_beyond_them_only_their_row_is_rejected(user, tmp_path):

@@ -21,7 +21,9 @@ def test_a_worker_killed_mid_load_is_taken_over_and_loads_everything_exactly_onc
     base = wait_for_upload(services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "base.csv", 1000)))
     assert base.status == Upload.Status.COMPLETED
     # The base's 1,000 lines at new prices, and 59,000 more.
-    upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "big.csv", 60_000, price_factor=2))
+    upload = services.create_upload_from_path(
+        owner=user, path=write_orders(tmp_path / "big.csv", 60_000, price_factor=2)
+    )
     wait_for_upload(upload, statuses={Upload.Status.PROCESSING})
     while upload.processed_rows < 10_000 and upload.status == Upload.Status.PROCESSING:
         time.sleep(0.02)

@@ -260,15 +260,23 @@ def test_progress_has_the_celery_progress_shape(alice, user):
     running = progress_of(alice, make_upload(user, status=Upload.Status.PROCESSING, total_rows=200, processed_rows=50))
     assert running["state"] == "PROGRESS" and running["complete"] is False
     assert running["progress"] == {
-        "pending": False, "current": 50, "total": 200, "percent": 25.0, "description": running["progress"]["description"],
+        "pending": False,
+        "current": 50,
+        "total": 200,
+        "percent": 25.0,
+        "description": running["progress"]["description"],
     }
 
-    done = progress_of(alice, make_upload(user, status=Upload.Status.COMPLETED, total_rows=10, processed_rows=10, imported_rows=10))
+    done = progress_of(
+        alice, make_upload(user, status=Upload.Status.COMPLETED, total_rows=10, processed_rows=10, imported_rows=10)
+    )
     assert done["state"] == "SUCCESS" and done["complete"] is True and done["success"] is True
     assert done["progress"]["percent"] == 100.0
     assert done["result"]["imported"] == 10 and done["result"]["status"] == "completed"
 
-    failed = progress_of(alice, make_upload(user, status=Upload.Status.FAILED, error_message="Missing column PO Number"))
+    failed = progress_of(
+        alice, make_upload(user, status=Upload.Status.FAILED, error_message="Missing column PO Number")
+    )
     assert failed["state"] == "FAILURE" and failed["complete"] is True and failed["success"] is False
     assert failed["result"] == "Missing column PO Number"
 
@@ -281,9 +289,11 @@ def test_progress_has_the_celery_progress_shape(alice, user):
 
 def test_issues_csv_neutralizes_formula_cells(alice, user):
     upload = make_upload(user, original_name="dangerous.xlsx", status=Upload.Status.COMPLETED)
-    values = ["=HYPERLINK(\"http://x\")", "+1+2", "-3", "@SUM(A1)", "\tTAB", "\rCR", "plain", ""]
+    values = ['=HYPERLINK("http://x")', "+1+2", "-3", "@SUM(A1)", "\tTAB", "\rCR", "plain", ""]
     for number, value in enumerate(values, start=2):
-        RowIssue.objects.create(upload=upload, row_number=number, column="Unit Price", value=value, message="Not a number.")
+        RowIssue.objects.create(
+            upload=upload, row_number=number, column="Unit Price", value=value, message="Not a number."
+        )
     RowIssue.objects.create(upload=upload, row_number=20, column="=cmd", value="x", message="-bad", severity="warning")
 
     response = alice.get(reverse("upload-issues-csv", args=[upload.pk]))
@@ -293,7 +303,14 @@ def test_issues_csv_neutralizes_formula_cells(alice, user):
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
     assert rows[0] == ["row", "column", "value", "message", "severity"]
     assert [row[2] for row in rows[1:9]] == [
-        "'=HYPERLINK(\"http://x\")", "'+1+2", "'-3", "'@SUM(A1)", "'\tTAB", "'\rCR", "plain", "",
+        '\'=HYPERLINK("http://x")',
+        "'+1+2",
+        "'-3",
+        "'@SUM(A1)",
+        "'\tTAB",
+        "'\rCR",
+        "plain",
+        "",
     ]
     assert rows[1][0] == "2"
     assert rows[9] == ["20", "'=cmd", "x", "'-bad", "warning"]
@@ -302,7 +319,14 @@ def test_issues_csv_neutralizes_formula_cells(alice, user):
 def test_detail_page_shows_summary_and_paginated_issues(alice, user):
     upload = make_upload(user, status=Upload.Status.COMPLETED, total_rows=80, processed_rows=80, rejected_rows=60)
     RowIssue.objects.bulk_create(
-        RowIssue(upload=upload, row_number=n, column="Qty", value=f"v{n}", message=f"message {n}", severity="error" if n % 2 else "warning")
+        RowIssue(
+            upload=upload,
+            row_number=n,
+            column="Qty",
+            value=f"v{n}",
+            message=f"message {n}",
+            severity="error" if n % 2 else "warning",
+        )
         for n in range(2, 62)
     )
     response = alice.get(reverse("upload-detail", args=[upload.pk]))
@@ -413,7 +437,9 @@ def test_csrf_is_enforced_on_posts(user):
     # The page hands htmx the token through hx-headers; with it, the same post is taken.
     page = client.get(reverse("dashboard")).content.decode()
     token = json.loads(re.search(r"hx-headers='([^']+)'", page).group(1))["X-CSRFToken"]
-    response = client.post(reverse("upload-create"), {"files": csv_file()}, HTTP_HX_REQUEST="true", HTTP_X_CSRFTOKEN=token)
+    response = client.post(
+        reverse("upload-create"), {"files": csv_file()}, HTTP_HX_REQUEST="true", HTTP_X_CSRFTOKEN=token
+    )
     assert response.status_code == 201
 
 

@@ -2,7 +2,41 @@ import pytest
 
 from ingestion.columns import MappingError, resolve_columns, validate_explicit_mapping
 
-SCMS_HEADERS = ["id", "project code", "pq #", "po / so #", "asn/dn #", "country", "managed by", "fulfill via", "vendor inco term", "shipment mode", "pq first sent to client date", "po sent to vendor date", "scheduled delivery date", "delivered to client date", "delivery recorded date", "product group", "sub classification", "vendor", "item description", "molecule/test type", "brand", "dosage", "dosage form", "unit of measure (per pack)", "line item quantity", "line item value", "pack price", "unit price", "manufacturing site", "first line designation", "weight (kilograms)", "freight cost (usd)", "line item insurance (usd)"]
+SCMS_HEADERS = [
+    "id",
+    "project code",
+    "pq #",
+    "po / so #",
+    "asn/dn #",
+    "country",
+    "managed by",
+    "fulfill via",
+    "vendor inco term",
+    "shipment mode",
+    "pq first sent to client date",
+    "po sent to vendor date",
+    "scheduled delivery date",
+    "delivered to client date",
+    "delivery recorded date",
+    "product group",
+    "sub classification",
+    "vendor",
+    "item description",
+    "molecule/test type",
+    "brand",
+    "dosage",
+    "dosage form",
+    "unit of measure (per pack)",
+    "line item quantity",
+    "line item value",
+    "pack price",
+    "unit price",
+    "manufacturing site",
+    "first line designation",
+    "weight (kilograms)",
+    "freight cost (usd)",
+    "line item insurance (usd)",
+]
 
 
 @pytest.mark.parametrize(
@@ -34,7 +68,13 @@ SCMS_HEADERS = ["id", "project code", "pq #", "po / so #", "asn/dn #", "country"
     ],
 )
 def test_synonyms(header, field):
-    others = {"supplier_name": "Vendor", "material_code": "SKU", "po_number": "PO", "quantity": "Qty", "unit_price": "Price"}
+    others = {
+        "supplier_name": "Vendor",
+        "material_code": "SKU",
+        "po_number": "PO",
+        "quantity": "Qty",
+        "unit_price": "Price",
+    }
     headers = [header] + [h for f, h in others.items() if f != field and h.lower() != header.lower()]
     assert resolve_columns(headers)[field] == header
 
@@ -50,8 +90,13 @@ def test_header_matching_ignores_case_spacing_and_punctuation():
 def test_explicit_mapping_wins_over_guesses():
     resolved = resolve_columns(
         SCMS_HEADERS,
-        {"vendor": "supplier_name", "item description": "material_description", "po / so #": "po_number",
-         "line item quantity": "quantity", "unit price": "unit_price"},
+        {
+            "vendor": "supplier_name",
+            "item description": "material_description",
+            "po / so #": "po_number",
+            "line item quantity": "quantity",
+            "unit price": "unit_price",
+        },
     )
     assert resolved["unit_price"] == "unit price"
 

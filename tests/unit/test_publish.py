@@ -61,7 +61,13 @@ def step(upload, **fields) -> None:
 def layer(monkeypatch) -> RecordingLayer:
     recording = RecordingLayer()
     monkeypatch.setattr(publish, "get_channel_layer", lambda: recording)
-    monkeypatch.setattr(publish, "render_card", lambda u: f'<article data-seq="{u.seq}" data-status="{u.status}" data-processed="{u.processed_rows}"></article>')
+    monkeypatch.setattr(
+        publish,
+        "render_card",
+        lambda u: (
+            f'<article data-seq="{u.seq}" data-status="{u.status}" data-processed="{u.processed_rows}"></article>'
+        ),
+    )
     return recording
 
 

@@ -41,7 +41,9 @@ def test_xlsx_finds_the_header_below_a_title_on_a_later_sheet(tmp_path):
 
 def test_ods_is_read(tmp_path):
     path = tmp_path / "orders.ods"
-    pd.DataFrame({"Vendor": ["Acme"], "SKU": ["M-1"], "PO": ["P1"], "Qty": [2], "Price": [1.25]}).to_excel(path, engine="odf", index=False)
+    pd.DataFrame({"Vendor": ["Acme"], "SKU": ["M-1"], "PO": ["P1"], "Qty": [2], "Price": [1.25]}).to_excel(
+        path, engine="odf", index=False
+    )
     table, frame, _ = read_all(path)
     assert table.headers == ["Vendor", "SKU", "PO", "Qty", "Price"]
     assert frame.iloc[0].tolist() == ["Acme", "M-1", "P1", "2", "1.25"]
@@ -50,7 +52,12 @@ def test_ods_is_read(tmp_path):
 def test_csv_delimiters_are_sniffed(tmp_path):
     for delimiter in [",", ";", "\t", "|"]:
         path = tmp_path / "d.csv"
-        path.write_text(delimiter.join(["Vendor", "SKU", "PO", "Qty", "Price"]) + "\n" + delimiter.join(["A", "B", "C", "1", "2"]) + "\n")
+        path.write_text(
+            delimiter.join(["Vendor", "SKU", "PO", "Qty", "Price"])
+            + "\n"
+            + delimiter.join(["A", "B", "C", "1", "2"])
+            + "\n"
+        )
         table, frame, _ = read_all(path)
         assert table.headers == ["Vendor", "SKU", "PO", "Qty", "Price"], delimiter
         assert frame.iloc[0].tolist() == ["A", "B", "C", "1", "2"]
@@ -58,7 +65,11 @@ def test_csv_delimiters_are_sniffed(tmp_path):
 
 def test_csv_quoted_fields_with_commas_and_line_breaks_and_bom(tmp_path):
     path = tmp_path / "q.csv"
-    path.write_bytes('\ufeffVendor,Item Description,PO,Qty,Price\r\n"Acme, Inc.","Bolt\r\nM8, zinc",P1,1,2\r\nBeta,Nut,P2,3,4\r\n'.encode("utf-8"))
+    path.write_bytes(
+        '\ufeffVendor,Item Description,PO,Qty,Price\r\n"Acme, Inc.","Bolt\r\nM8, zinc",P1,1,2\r\nBeta,Nut,P2,3,4\r\n'.encode(
+            "utf-8"
+        )
+    )
     table, frame, _ = read_all(path, batch_rows=10)
     assert table.headers[0] == "Vendor"
     assert frame.iloc[0]["Vendor"] == "Acme, Inc."

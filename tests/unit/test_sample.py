@@ -121,7 +121,18 @@ def test_bad_extension_is_refused(tmp_path):
 
 def test_make_sample_command_prints_expected_counts(tmp_path):
     out = io.StringIO()
-    call_command("make_sample", "--rows", "2000", "--out", str(tmp_path / "x.csv"), "--seed", "3", "--messy", "--json", stdout=out)
+    call_command(
+        "make_sample",
+        "--rows",
+        "2000",
+        "--out",
+        str(tmp_path / "x.csv"),
+        "--seed",
+        "3",
+        "--messy",
+        "--json",
+        stdout=out,
+    )
     import json
 
     reported = json.loads(out.getvalue())

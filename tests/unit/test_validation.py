@@ -3,9 +3,17 @@ import pandas as pd
 from ingestion.validation import validate_batch
 
 COLUMNS = {
-    "supplier_code": "Supplier Code", "supplier_name": "Supplier", "material_code": "SKU",
-    "material_description": "Description", "unit_of_measure": "UOM", "po_number": "PO",
-    "order_date": "PO Date", "quantity": "Qty", "unit_price": "Price", "total_price": "Total", "currency": "Curr",
+    "supplier_code": "Supplier Code",
+    "supplier_name": "Supplier",
+    "material_code": "SKU",
+    "material_description": "Description",
+    "unit_of_measure": "UOM",
+    "po_number": "PO",
+    "order_date": "PO Date",
+    "quantity": "Qty",
+    "unit_price": "Price",
+    "total_price": "Total",
+    "currency": "Curr",
 }
 HEADERS = list(COLUMNS.values())
 
@@ -70,12 +78,23 @@ def test_total_disagreeing_beyond_rounding_is_a_warning():
 
 
 def test_supplier_identity_by_code_else_normalized_name():
-    result = make([row(**{"Supplier Code": "", "Supplier": "  ACME   Ltd "}), row(**{"Supplier Code": "", "Supplier": "acme ltd"})])
+    result = make(
+        [
+            row(**{"Supplier Code": "", "Supplier": "  ACME   Ltd "}),
+            row(**{"Supplier Code": "", "Supplier": "acme ltd"}),
+        ]
+    )
     assert result.lines["supplier_key"].nunique() == 1
 
 
 def test_material_identity_by_description_and_unit_without_code():
-    result = make([row(SKU="", Description="Bolt M8", UOM="EA"), row(SKU="", Description="bolt  m8", UOM="ea"), row(SKU="", Description="Bolt M8", UOM="BOX")])
+    result = make(
+        [
+            row(SKU="", Description="Bolt M8", UOM="EA"),
+            row(SKU="", Description="bolt  m8", UOM="ea"),
+            row(SKU="", Description="Bolt M8", UOM="BOX"),
+        ]
+    )
     assert result.lines["material_key"].nunique() == 2
 
 
@@ -96,13 +115,15 @@ def test_parenthesised_negative_price_is_read():
 
 
 def test_values_beyond_the_columns_limits_reject_their_row_instead_of_failing_the_file():
-    result = make([
-        GOOD,
-        row(Price="500000000000000", Total=""),  # 5e14: more whole digits than the unit price column has
-        row(Total="2000000000000000000"),  # 2e18
-        row(Qty="0.00001"),  # rounds to zero at 4 places
-        row(Price="", Total="90000000000000", Qty="0.5"),  # 9e13 / 0.5 = 1.8e14 as unit price
-    ])
+    result = make(
+        [
+            GOOD,
+            row(Price="500000000000000", Total=""),  # 5e14: more whole digits than the unit price column has
+            row(Total="2000000000000000000"),  # 2e18
+            row(Qty="0.00001"),  # rounds to zero at 4 places
+            row(Price="", Total="90000000000000", Qty="0.5"),  # 9e13 / 0.5 = 1.8e14 as unit price
+        ]
+    )
     assert result.rejected == 4 and len(result.lines) == 1
     errors = result.issues[result.issues["severity"] == "error"]
     messages = dict(zip(errors["row"], errors["message"]))

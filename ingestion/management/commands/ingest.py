@@ -48,8 +48,11 @@ class Command(BaseCommand):
             try:
                 uploads.append(
                     services.create_upload_from_path(
-                        owner=owner, path=path, mapping=clean_mapping,
-                        day_first=True if day_first else None, strict=strict,
+                        owner=owner,
+                        path=path,
+                        mapping=clean_mapping,
+                        day_first=True if day_first else None,
+                        strict=strict,
                     )
                 )
             except services.UploadRejected as exc:
@@ -72,7 +75,9 @@ class Command(BaseCommand):
         self._report(uploads, as_json=as_json)
         bad = [u for u in uploads if u.status != Upload.Status.COMPLETED]
         if bad:
-            detail = "; ".join(f"{u.original_name}: {u.status}" + (f" ({u.error_message})" if u.error_message else "") for u in bad)
+            detail = "; ".join(
+                f"{u.original_name}: {u.status}" + (f" ({u.error_message})" if u.error_message else "") for u in bad
+            )
             raise CommandError(f"{len(bad)} of {len(uploads)} uploads did not complete: {detail}", returncode=1)
 
     # --- arguments ---------------------------------------------------------------------
@@ -147,7 +152,9 @@ class Command(BaseCommand):
             time.sleep(POLL_SECONDS)
         for upload in uploads:
             upload.refresh_from_db()
-            self.stderr.write(_finished_line(upload) if upload.is_finished else f"{upload.original_name}: still {upload.status}")
+            self.stderr.write(
+                _finished_line(upload) if upload.is_finished else f"{upload.original_name}: still {upload.status}"
+            )
         self._report(uploads, as_json=as_json)
 
     def _report(self, uploads: list[Upload], *, as_json: bool) -> None:
