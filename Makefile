@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DJANGO_DEBUG ?= 1
 
-.PHONY: install run test test-unit bench worker clean
+.PHONY: install run test test-unit lint fmt bench worker clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,17 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Lint: ruff (lint and format), mypy with django-stubs, and no model change without its migration.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy ingestion realtime
+	$(PY) manage.py makemigrations --check --dry-run
+
+fmt: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: install
 	REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/12} $(PY) scripts/redis_server.py -- $(PY) bench/run.py $(BENCH_ARGS)

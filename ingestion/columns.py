@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 CANONICAL_FIELDS = (
     "supplier_code",
@@ -227,9 +228,9 @@ def resolve_columns(headers: list[str], explicit: dict[str, str] | None = None) 
     for header in headers:
         if header in taken:
             continue
-        field = SYNONYMS.get(_compact(normalize_header(header)))
-        if field and field not in resolved:
-            resolved[field] = header
+        synonym = SYNONYMS.get(_compact(normalize_header(header)))
+        if synonym and synonym not in resolved:
+            resolved[synonym] = header
             taken.add(header)
     missing = [group for group in REQUIRED_GROUPS if not any(f in resolved for f in group)]
     if missing:
@@ -239,7 +240,7 @@ def resolve_columns(headers: list[str], explicit: dict[str, str] | None = None) 
     return resolved
 
 
-def looks_like_header(cells: list[object]) -> bool:
+def looks_like_header(cells: Sequence[object]) -> bool:
     """True when at least three cells name canonical fields: used to find the header row."""
     hits = {SYNONYMS.get(_compact(normalize_header(c))) for c in cells if c not in (None, "")}
     hits.discard(None)

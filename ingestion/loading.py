@@ -325,7 +325,7 @@ def merge_lines(
             if should_stop():
                 raise Cancelled()
             end = start + MERGE_CHUNK
-            params = [now, now, upload, start, end]
+            params: list = [now, now, upload, start, end]
             if connection.vendor == "postgresql":
                 # xmax = 0 marks a freshly inserted row; rows left unchanged return nothing.
                 cursor.execute(

@@ -200,7 +200,7 @@ def decimal_places(values: pd.Series) -> pd.Series:
 def divide(numerators: pd.Series, denominators: pd.Series, *, places: int = 6) -> pd.Series:
     """Exact Decimal division for the few rows that need it (a unit price from a total)."""
     quantum = Decimal(1).scaleb(-places)
-    out = []
+    out: list[str | None] = []
     for numerator, denominator in zip(numerators, denominators):
         try:
             out.append(str((Decimal(numerator) / Decimal(denominator)).quantize(quantum)))

@@ -33,7 +33,7 @@ class FileError(ValueError):
 class Batch:
     frame: pd.DataFrame  # columns are the file's headers; every cell a string
     first_row: int  # spreadsheet row number of the frame's first row (header = row 1)
-    skipped: list[tuple[int, str]] = field(default_factory=list)  # (row, reason) the parser dropped
+    skipped: list[tuple[int | None, str]] = field(default_factory=list)  # (row, reason) the parser dropped
 
 
 @dataclass
@@ -143,7 +143,7 @@ def _sniff_delimiter(sample: str) -> str:
     except csv.Error:
         first = sample.splitlines()[0] if sample else ""
         counts = {d: first.count(d) for d in DELIMITERS}
-        best = max(counts, key=counts.get)
+        best = max(counts, key=lambda d: counts[d])
         return best if counts[best] else ","
 
 
@@ -278,7 +278,7 @@ def _open_excel(path: Path, *, ext: str, head: bytes, batch_rows: int) -> Table:
     except Exception as exc:  # calamine raises its own error types
         raise FileError(f"This {ext} workbook cannot be opened: {exc}") from exc
 
-    chosen = None
+    chosen: tuple[str, list, int | None] | None = None
     for sheet_name in workbook.sheet_names:
         try:
             rows = workbook.get_sheet_by_name(sheet_name).to_python(skip_empty_area=False)

@@ -304,8 +304,8 @@ def iter_chunks(
     n_suppliers = len(cat.supplier_codes)
     n_materials = len(cat.material_codes)
     n_pos = -(-rows // LINES_PER_PO) if rows else 0
-    invalid = Counter()
-    warned = Counter()
+    invalid: Counter[str] = Counter()
+    warned: Counter[str] = Counter()
     seen_suppliers: set[int] = set()
     seen_materials: set[int] = set()
     seen_pos: set[int] = set()
@@ -489,10 +489,10 @@ def _write_xlsx(path: Path, chunks: Iterator[list[list[str]]], *, messy: bool) -
     line_at, date_at, qty_at = HEADER.index("Line"), HEADER.index("PO Date"), HEADER.index("Qty")
     unit_at, total_at = HEADER.index("Unit Price"), HEADER.index("Total Price")
     for chunk in chunks:
-        for row in chunk:
+        for text_row in chunk:
+            row: list = list(text_row)
             if not messy:
                 # A tidy workbook stores numbers and dates as Excel does, not as text.
-                row = list(row)
                 row[line_at] = int(row[line_at])
                 row[date_at] = dt.date.fromisoformat(row[date_at])
                 row[qty_at] = float(row[qty_at]) if "." in row[qty_at] else int(row[qty_at])

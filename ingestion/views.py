@@ -242,7 +242,7 @@ def upload_progress(request, upload_id):
         )
     else:
         description = upload.get_status_display()
-    result = None
+    result: dict | str | None = None
     success = None
     if upload.status == Upload.Status.COMPLETED:
         success = True
@@ -252,7 +252,7 @@ def upload_progress(request, upload_id):
         result = upload.error_message or upload.get_status_display()
     return JsonResponse(
         {
-            "state": CELERY_STATES[upload.status],
+            "state": CELERY_STATES[Upload.Status(upload.status)],
             "complete": upload.is_finished,
             "success": success,
             "progress": {

@@ -104,7 +104,8 @@ class _Publisher:
             return
         self._pending[key] = (message, groups)
         if key not in self._timers:
-            self._timers[key] = loop.call_later(max(0.0, last + interval - now), self._flush, key)
+            wait = 0.0 if last is None else max(0.0, last + interval - now)
+            self._timers[key] = loop.call_later(wait, self._flush, key)
 
     def _flush(self, key: str) -> None:
         self._timers.pop(key, None)

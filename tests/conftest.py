@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from scripts.processes import stop_process
+from tests.helpers import ROOT, database_url_for
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
@@ -25,17 +25,6 @@ def media_root(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _media_root(settings, media_root):
     settings.MEDIA_ROOT = str(media_root)
-
-
-def database_url_for(settings_dict: dict) -> str:
-    """The URL of the database the tests run on, for processes the tests start."""
-    if settings_dict["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{Path(settings_dict['NAME']).resolve()}"
-    user = settings_dict.get("USER") or "postgres"
-    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
-    host = settings_dict.get("HOST") or "127.0.0.1"
-    port = settings_dict.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
 
 
 @pytest.fixture(scope="session")
@@ -122,21 +111,6 @@ def user(django_user_model):
 @pytest.fixture
 def other_user(django_user_model):
     return django_user_model.objects.create_user(username="bob", password="bob-password-1")
-
-
-def wait_for_upload(upload, *, timeout: float = 120, statuses=None):
-    """Wait until an upload reaches a finished state (or one of `statuses`); return it fresh.
-    A time-out here is a hang, not a speed check."""
-    from ingestion.models import Upload
-
-    statuses = set(statuses or Upload.FINISHED_STATUSES)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        upload.refresh_from_db()
-        if upload.status in statuses:
-            return upload
-        time.sleep(0.05)
-    raise AssertionError(f"upload {upload.pk} stuck in {upload.status} ({upload.processed_rows}/{upload.total_rows})")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,8 +10,7 @@ from playwright.sync_api import expect
 
 from ingestion import services
 from ingestion.models import PurchaseOrderLine, Upload
-from tests.conftest import wait_for_upload
-from tests.files import HEADER, order_rows, write_orders
+from tests.helpers import HEADER, order_rows, wait_for_upload, write_orders
 
 pytestmark = pytest.mark.e2e
 

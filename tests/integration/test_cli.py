@@ -17,7 +17,7 @@ from django.core.management.base import CommandError
 
 from ingestion.models import PurchaseOrderLine, Upload
 from ingestion.sample import write_sample
-from tests.conftest import ROOT, wait_for_upload
+from tests.helpers import ROOT, wait_for_upload
 
 SUMMARY_KEYS = {
     "upload_id",

@@ -240,7 +240,7 @@ async def test_detail_socket_follows_one_upload_and_refuses_foreign_ones(user, o
 
 
 async def test_a_real_tasks_events_arrive_in_order_until_the_end(user, live_worker, tmp_path):
-    from tests.files import write_orders
+    from tests.helpers import write_orders
 
     communicator, _, _ = await connect(user)
     await receive_text(communicator)  # snapshot

@@ -3,10 +3,8 @@ database (PostgreSQL in CI)."""
 
 from __future__ import annotations
 
-import os
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -15,11 +13,7 @@ from django.db.models import Sum
 from ingestion import services
 from ingestion.models import Material, PurchaseOrder, PurchaseOrderLine, RowIssue, Supplier, Upload
 from ingestion.tasks import process_upload
-from tests.conftest import wait_for_upload
-from tests.files import HEADER, write_orders
-
-# The real public files live in shared/, beside the repository (as CI lays it out too).
-REAL = Path(os.environ.get("INTAKE_REAL_DATA", Path(__file__).resolve().parents[3] / "shared" / "data" / "real"))
+from tests.helpers import HEADER, real_file, wait_for_upload, write_orders
 
 SCMS_MAPPING = {
     "vendor": "supplier_name",
@@ -54,7 +48,9 @@ def lines_snapshot():
 
 
 def test_real_scms_file_loads_every_row_and_reports_bad_dates_as_warnings(user):
-    upload = wait_for_upload(upload_path(user, REAL / "Supply_Chain_Shipment_Pricing_Data.csv", mapping=SCMS_MAPPING))
+    upload = wait_for_upload(
+        upload_path(user, real_file("Supply_Chain_Shipment_Pricing_Data.csv"), mapping=SCMS_MAPPING)
+    )
     assert upload.status == Upload.Status.COMPLETED, upload.error_message
     assert upload.total_rows == upload.processed_rows == upload.imported_rows == 10324
     assert upload.rejected_rows == 0
@@ -73,7 +69,7 @@ def test_real_scms_file_loads_every_row_and_reports_bad_dates_as_warnings(user):
 
 @pytest.mark.parametrize("name", ["April_2015_published.csv", "expenditure-over-500-oct-dec-2017.csv"])
 def test_uk_payment_files_fail_naming_what_is_missing(user, name):
-    upload = wait_for_upload(upload_path(user, REAL / name))
+    upload = wait_for_upload(upload_path(user, real_file(name)))
     assert upload.status == Upload.Status.FAILED
     assert "Required columns are missing" in upload.error_message
     assert "quantity" in upload.error_message and "po_number" in upload.error_message
@@ -82,7 +78,7 @@ def test_uk_payment_files_fail_naming_what_is_missing(user, name):
 
 
 def test_real_scms_file_without_mapping_uses_synonyms(user):
-    upload = wait_for_upload(upload_path(user, REAL / "Supply_Chain_Shipment_Pricing_Data.csv"))
+    upload = wait_for_upload(upload_path(user, real_file("Supply_Chain_Shipment_Pricing_Data.csv")))
     assert upload.status == Upload.Status.COMPLETED, upload.error_message
     assert upload.imported_rows == 10324
 
@@ -331,7 +327,7 @@ def test_cancel_stops_a_load_that_waits_on_a_line_another_transaction_holds(user
     import psycopg
     from django.db import connection
 
-    from tests.conftest import database_url_for
+    from tests.helpers import database_url_for
 
     base = wait_for_upload(upload_path(user, write_orders(tmp_path / "base.csv", 2000)))
     before = lines_snapshot()

@@ -11,8 +11,7 @@ import pytest
 
 from ingestion import services
 from ingestion.models import PurchaseOrderLine, Upload
-from tests.conftest import wait_for_upload
-from tests.files import write_orders
+from tests.helpers import wait_for_upload, write_orders
 
 pytestmark = pytest.mark.usefixtures("live_worker")
 

@@ -16,8 +16,7 @@ from django.test import Client
 from django.urls import reverse
 
 from ingestion.models import RowIssue, Upload
-from tests.conftest import wait_for_upload
-from tests.files import HEADER, order_rows
+from tests.helpers import HEADER, order_rows, wait_for_upload
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,128 @@
+"""What tests share: waiting for an upload, the real public files, small purchase-order
+files made on the spot, and where the browser is. Tests import from here, never from
+conftest.py (pytest loads conftest files itself; importing them again makes a second copy)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# --- the real public files ------------------------------------------------------------------
+
+# shared/ lies beside the repository in CI; anyone else points INTAKE_REAL_DATA at the folder.
+REAL_DATA = Path(os.environ.get("INTAKE_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
+REQUIRE_REAL_DATA = os.environ.get("INTAKE_REQUIRE_REAL_DATA") == "1"
+
+
+def real_file(name: str) -> Path:
+    """A real public file, or a skip that says where to put it. CI sets
+    INTAKE_REQUIRE_REAL_DATA=1, under which a missing file fails instead: CI never skips."""
+    path = REAL_DATA / name
+    if not path.is_file():
+        reason = (
+            f"the real public file {name} is not in {REAL_DATA}: put the shared data folder beside "
+            "the repository (../shared/data/real/) or set INTAKE_REAL_DATA to the folder that holds it"
+        )
+        if REQUIRE_REAL_DATA:
+            pytest.fail(reason + " (INTAKE_REQUIRE_REAL_DATA=1 forbids skipping)")
+        pytest.skip(reason)
+    return path
+
+
+# --- the browser ----------------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("INTAKE_CHROMIUM", "/usr/bin/chromium")
+REQUIRE_BROWSER = os.environ.get("INTAKE_REQUIRE_BROWSER") == "1"
+
+
+def chromium_or_skip() -> str:
+    """The Chromium the browser tests drive, or a skip that says how to get one. CI sets
+    INTAKE_REQUIRE_BROWSER=1 (and installs Debian's chromium), under which it fails instead."""
+    if not Path(CHROMIUM).exists():
+        reason = (
+            f"no Chromium at {CHROMIUM}: install Debian's package (`apt-get install chromium`) or point "
+            "INTAKE_CHROMIUM at a Chromium binary (for example one from `playwright install chromium`)"
+        )
+        if REQUIRE_BROWSER:
+            pytest.fail(reason + " (INTAKE_REQUIRE_BROWSER=1 forbids skipping)")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+# --- uploads --------------------------------------------------------------------------------
+
+
+def wait_for_upload(upload, *, timeout: float = 120, statuses=None):
+    """Wait until an upload reaches a finished state (or one of `statuses`); return it fresh.
+    A time-out here is a hang, not a speed check."""
+    from ingestion.models import Upload
+
+    statuses = set(statuses or Upload.FINISHED_STATUSES)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        upload.refresh_from_db()
+        if upload.status in statuses:
+            return upload
+        time.sleep(0.05)
+    raise AssertionError(f"upload {upload.pk} stuck in {upload.status} ({upload.processed_rows}/{upload.total_rows})")
+
+
+def database_url_for(settings_dict: dict) -> str:
+    """The URL of the database the tests run on, for processes the tests start."""
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(settings_dict['NAME']).resolve()}"
+    user = settings_dict.get("USER") or "postgres"
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
+
+
+# --- small purchase-order files -------------------------------------------------------------
+
+HEADER = [
+    "Supplier Code",
+    "Supplier Name",
+    "Material Number",
+    "Item Description",
+    "UOM",
+    "PO Number",
+    "PO Date",
+    "Qty",
+    "Unit Price",
+    "Total Price",
+    "Currency",
+]
+
+
+def order_rows(rows: int, *, price_factor: int = 1, suppliers: int = 20, materials: int = 50, prefix: str = "PO"):
+    for i in range(rows):
+        quantity = i % 7 + 1
+        price = (i % 13 + 1) * price_factor
+        yield [
+            f"S{i % suppliers:04d}",
+            f"Supplier {i % suppliers}",
+            f"M{i % materials:05d}",
+            f"Material {i % materials}",
+            "EA",
+            f"{prefix}-{i // 10:06d}",
+            "2024-03-15",
+            str(quantity),
+            f"{price}.25",
+            f"{quantity * price + quantity * 0.25:.2f}",
+            "USD",
+        ]
+
+
+def write_orders(path: Path, rows: int, **options) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(order_rows(rows, **options))
+    return path
