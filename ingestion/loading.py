@@ -30,16 +30,13 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
 from .models import Material, PurchaseOrder, PurchaseOrderLine, StagedLine, Supplier
+from .outcomes import Cancelled
 
 CHUNK = 1000  # rows per INSERT statement (SQLite allows 32,766 parameters)
 MERGE_CHUNK = 20_000  # staged rows per merge statement; cancel is checked between them
 
 
 log = logging.getLogger(__name__)
-
-
-class Cancelled(Exception):
-    """The upload was cancelled while its lines were being written."""
 
 
 @dataclass

@@ -17,16 +17,12 @@ from django.conf import settings
 
 from . import loading
 from .columns import MappingError, resolve_columns
-from .loading import Cancelled
 from .models import RowIssue, Upload
+from .outcomes import Cancelled, PipelineError
 from .reading import FileError, Table, open_table
 from .validation import ERROR, validate_batch
 
 MAX_STORED_ISSUES = 50_000
-
-
-class PipelineError(Exception):
-    """The upload fails; the message tells its owner what is wrong and where."""
 
 
 ProgressCallback = Callable[[Upload, str], None]

@@ -346,8 +346,8 @@ def process_upload(*, upload_id, task_id: str = "") -> dict:
     """Run the pipeline for one upload and record how it ended. Safe to call twice for the
     same upload (a redelivered task): a finished upload is returned as it is, a running one
     raises UploadBusy, and a run taken over from a dead worker starts from a clean slate."""
-    from .loading import Cancelled
-    from .pipeline import PipelineError, run_pipeline
+    from .outcomes import Cancelled, PipelineError
+    from .pipeline import run_pipeline
 
     upload = _claim(upload_id=upload_id, task_id=task_id)
     if upload is None:

@@ -1,0 +1,10 @@
+"""How a load can end other than completed. The pipeline and the line writers raise these;
+the task's runtime turns them into the upload's final state."""
+
+
+class Cancelled(Exception):
+    """The upload's owner cancelled it; nothing of its lines is kept."""
+
+
+class PipelineError(Exception):
+    """The upload fails; the message tells its owner what is wrong and where."""
