@@ -19,7 +19,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import selectors, services
+from . import runner, selectors, services
 from .models import RowIssue, Upload
 
 CARD = "ingestion/dashboard.html#upload-card"
@@ -246,7 +246,7 @@ def upload_progress(request, upload_id):
     success = None
     if upload.status == Upload.Status.COMPLETED:
         success = True
-        result = services.task_result(upload)
+        result = runner.task_result(upload)
     elif upload.status in (Upload.Status.FAILED, Upload.Status.CANCELLED):
         success = False
         result = upload.error_message or upload.get_status_display()
