@@ -68,7 +68,7 @@ class PurchaseOrderLine(models.Model):
     unit_price = models.DecimalField(max_digits=20, decimal_places=6)
     total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3, default=default_currency)
-    # No database constraint: a merge writes hundreds of thousands of lines at once and the
+    # No database constraint: a load writes hundreds of thousands of lines at once and the
     # upload is bookkeeping, not part of the line's identity; Django still nulls it on delete.
     upload = models.ForeignKey(
         "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="lines", db_constraint=False
@@ -106,8 +106,14 @@ class Upload(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     # Options chosen at upload time.
-    column_mapping = models.JSONField(default=dict, blank=True, help_text="Explicit {file header: canonical field}.")
-    resolved_mapping = models.JSONField(default=dict, blank=True, help_text="The mapping actually used.")
+    # The mapping given with the upload, {file header: canonical field}: it wins over the guesses.
+    explicit_header_to_field = models.JSONField(
+        default=dict, blank=True, help_text="The mapping given with the upload: {file header: canonical field}."
+    )
+    # What the load used, {canonical field: file header}: the given mapping plus the guesses.
+    resolved_field_to_header = models.JSONField(
+        default=dict, blank=True, help_text="The columns the load used: {canonical field: file header}."
+    )
     day_first = models.BooleanField(default=False)
     strict = models.BooleanField(default=False)
     # Progress: the row always holds the truth, whatever a socket may have missed.
@@ -133,8 +139,9 @@ class Upload(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    # Not stored: while the final merge runs (one transaction), the task publishes how far
-    # it got through this attribute; the row shows every read row processed meanwhile.
+    # Not stored: while the line writer finishes (SQLite's final merge of the staged lines,
+    # one transaction), the pipeline sets how far it got here and the card shows it; the
+    # row meanwhile shows every read row processed.
     saving_percent: int | None = None
 
     class Meta:
@@ -207,9 +214,12 @@ class RowIssue(models.Model):
 
 
 class StagedLine(models.Model):
-    """Lines an upload has validated but not yet merged. Batches commit here, so progress is
-    visible and a dead worker loses nothing; the lines table changes only in the final merge
-    transaction, so a cancelled or failed upload leaves it exactly as it was."""
+    """SQLite only: lines an upload has validated but not yet merged. SQLite allows one
+    writer at a time, so batches commit here (progress stays visible) and the lines table
+    changes only in the final merge transaction. On PostgreSQL lines are never staged: the
+    TransactionLineWriter writes them into the lines table batch by batch, inside one
+    transaction that commits at the end. Either way a cancelled or failed upload leaves the
+    lines table exactly as it was."""
 
     # No database constraint: the staging table is write-heavy scratch space, and a
     # foreign-key check per copied row would cost more than the whole copy.

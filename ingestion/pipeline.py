@@ -34,10 +34,10 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
     batch_rows = settings.INGEST_BATCH_ROWS
     try:
         table = open_table(Path(upload.file.path), name=upload.original_name, batch_rows=batch_rows)
-        columns = resolve_columns(table.headers, upload.column_mapping)
+        columns = resolve_columns(table.headers, upload.explicit_header_to_field)
     except (FileError, MappingError) as exc:
         raise PipelineError(str(exc)) from exc
-    upload.resolved_mapping = columns
+    upload.resolved_field_to_header = columns
     upload.total_rows = table.estimated_rows
     on_progress(upload, f"Reading {table.description}")
     with loading.open_line_writer(upload.pk, should_stop=should_stop) as writer:

@@ -1,9 +1,11 @@
 """Reading uploaded files as tables of text, one batch of rows at a time.
 
 CSV goes through pandas' C parser in chunks, so memory stays flat however large the file.
-Excel files (.xlsx, .xls, .ods) go through calamine, which is several times faster than
-openpyxl but reads a whole sheet at once: Excel files are capped by Excel itself at about
-a million rows, so that is bounded. Every cell arrives as a string, '' when blank."""
+Excel files go through calamine, which is many times faster than openpyxl but holds a
+whole sheet in memory, up to XLSX_STREAM_BYTES (10 MB); a larger .xlsx streams through
+openpyxl's read-only mode, so memory stays bounded. (.xls and .ods always go through
+calamine; Excel caps a sheet at about a million rows.) Every cell arrives as a string, ''
+when blank."""
 
 from __future__ import annotations
 

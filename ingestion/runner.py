@@ -66,7 +66,7 @@ _COUNTERS = (
     "created_purchase_orders",
     "created_lines",
     "updated_lines",
-    "resolved_mapping",
+    "resolved_field_to_header",
 )
 
 

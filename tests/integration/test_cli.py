@@ -125,7 +125,7 @@ def test_mapping_and_day_first_are_passed_to_the_upload(user, tmp_path):
     [summary] = ingest_json(str(path), "--user", "alice", "--mapping", json.dumps(mapping), "--day-first")
     assert summary["status"] == "completed", summary["error"]
     upload = Upload.objects.get(pk=summary["upload_id"])
-    assert upload.column_mapping == mapping and upload.day_first is True
+    assert upload.explicit_header_to_field == mapping and upload.day_first is True
     line = PurchaseOrderLine.objects.select_related("purchase_order").get(upload=upload)
     assert line.purchase_order.order_date.isoformat() == "2014-09-11"
 

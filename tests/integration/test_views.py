@@ -143,7 +143,7 @@ def test_htmx_upload_returns_the_new_card_and_queues_it(alice, user):
     assert upload.status == Upload.Status.QUEUED
     assert upload.original_name == "orders.csv"
     assert upload.day_first is True and upload.strict is True
-    assert upload.column_mapping == {"Vendor": "supplier_name"}
+    assert upload.explicit_header_to_field == {"Vendor": "supplier_name"}
 
 
 def test_upload_many_files_at_once(alice, user):
