@@ -29,6 +29,10 @@ class UploadRejected(ValueError):
     """A file refused before it is queued; the message says why, for the user."""
 
 
+class RetryRefused(ValueError):
+    """A retry of an upload that is not failed or cancelled; the message says its state."""
+
+
 def now_seq() -> int:
     """Microseconds since the epoch: orders the states of one upload across processes."""
     return time.time_ns() // 1000
@@ -86,7 +90,7 @@ def create_upload(
         original_name=name,
         size=size,
         sha256=digest.hexdigest(),
-        column_mapping=clean_mapping,
+        explicit_header_to_field=clean_mapping,
         day_first=settings.INGEST_DAY_FIRST if day_first is None else day_first,
         strict=strict,
         seq=now_seq(),
@@ -137,16 +141,20 @@ def cancel_upload(*, upload: Upload, by) -> Upload:
 
 
 def retry_upload(*, upload: Upload, by) -> Upload:
-    """Queue a failed or cancelled upload again, from a clean slate, with the same options."""
+    """Queue a failed or cancelled upload again, with the same options. The new attempt
+    starts its rows, issues and line counts from zero; the suppliers, materials and purchase
+    orders earlier attempts created stay counted, since this upload created them."""
     if upload.owner_id != getattr(by, "pk", None):
         raise PermissionDenied("Not your upload.")
-    if upload.status not in (Upload.Status.FAILED, Upload.Status.CANCELLED):
-        raise UploadRejected(f"Only a failed or cancelled upload can be retried; this one is {upload.status}.")
-    clear_cancel_flag(upload_id=upload.pk)
-    RowIssue.objects.filter(upload=upload).delete()
     fields = attempt_counters()
     fields.update(status=Upload.Status.QUEUED, seq=now_seq(), heartbeat_at=None, started_at=None, finished_at=None)
-    Upload.objects.filter(pk=upload.pk).update(**fields)
+    # Conditional, so that two retries at once queue it once.
+    retryable = Upload.objects.filter(pk=upload.pk, status__in=[Upload.Status.FAILED, Upload.Status.CANCELLED])
+    if not retryable.update(**fields):
+        upload.refresh_from_db()
+        raise RetryRefused(f"Only a failed or cancelled upload can be retried; this one is {upload.status}.")
+    clear_cancel_flag(upload_id=upload.pk)
+    RowIssue.objects.filter(upload=upload).delete()
     upload.refresh_from_db()
     publish_state(upload)
     enqueue_upload(upload=upload)
@@ -154,20 +162,21 @@ def retry_upload(*, upload: Upload, by) -> Upload:
 
 
 def attempt_counters() -> dict:
-    """The counters an attempt at an upload starts from (a retry, a takeover)."""
+    """The counters an attempt at an upload starts from (a retry, a takeover from a dead
+    worker). Not the created suppliers, materials and purchase orders: an attempt commits
+    those batch by batch and nothing rolls them back, so the next attempt finds them
+    existing; they stay counted for the upload, whichever attempt created them. Lines
+    count only for the attempt that commits them."""
     return dict(
         total_rows=None,
         processed_rows=0,
         imported_rows=0,
         rejected_rows=0,
         warning_count=0,
-        created_suppliers=0,
-        created_materials=0,
-        created_purchase_orders=0,
         created_lines=0,
         updated_lines=0,
         error_message="",
-        resolved_mapping={},
+        resolved_field_to_header={},
     )
 
 

@@ -197,7 +197,7 @@ def upload_retry(request, upload_id):
     upload = get_upload_or_404(request, upload_id)
     try:
         upload = services.retry_upload(upload=upload, by=request.user)
-    except services.UploadRejected as exc:
+    except services.RetryRefused as exc:
         return refuse(request, str(exc), status=409)
     return upload_response(request, upload)
 
