@@ -57,7 +57,8 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from scripts.processes import Daphne, stop_process  # noqa: E402
+from scripts.processes import Daphne  # noqa: E402
+from scripts.processes import Worker as ProcessWorker  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 BIN = Path(sys.executable).parent
@@ -167,52 +168,37 @@ def sample_file(rows: int, *, messy: bool, seed: int, rebuild: bool) -> tuple[Pa
 
 
 class Worker:
-    """One real Celery worker (prefork, -c 1), and an RSS sampler of its child process(es)."""
+    """One real Celery worker (prefork, -c 1, started as `make run` and the tests start
+    theirs: scripts.processes.Worker), and an RSS sampler of its child process(es)."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
         self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-        self.name = f"bench-{os.getpid()}-{id(self)}@{socket.gethostname()}"
+        self.worker = ProcessWorker(
+            env=env,
+            log_path=log_path,
+            concurrency=1,
+            loglevel="warning",
+            events=False,
+            name=f"bench-{os.getpid()}-{id(self)}@{socket.gethostname()}",
+        )
+        self.name = self.worker.name
         self._peak = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
 
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self.worker.process
+
     def start(self) -> None:
         from config.celery import app
 
         app.control.purge()
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "-c",
-                "1",
-                "-l",
-                "warning",
-                "--without-gossip",
-                "--without-mingle",
-                "-n",
-                self.name,
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"The worker exited at start; see {self.log_path}")
-            if app.control.ping(timeout=0.5):
-                break
-        else:
-            raise SystemExit(f"The worker did not answer in 60 s; see {self.log_path}")
+        try:
+            self.worker.start(timeout=60)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from exc
         # Another worker on the same broker would take some of the tasks and void the figures.
         others = [name for reply in app.control.ping(timeout=1) for name in reply if name != self.name]
         if others:
@@ -258,9 +244,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
-        stop_process(self.process, timeout=30)
-        if getattr(self, "_log", None):
-            self._log.close()
+        self.worker.stop(timeout=30)
 
 
 def session_cookie(user) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from processes import Worker  # noqa: E402
 from redis_server import ensure_redis  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -51,28 +52,16 @@ def main() -> int:
     os.environ["REDIS_URL"] = ensure_redis()
     manage("migrate", "--noinput")
     ensure_demo_user()
-    children = [
-        subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "-E",
-                "-l",
-                "info",
-                "--concurrency",
-                os.environ.get("WORKER_CONCURRENCY", "2"),
-            ],
-            cwd=ROOT,
-        ),
-        subprocess.Popen([str(BIN / "daphne"), "-b", HOST, "-p", PORT, "config.asgi:application"], cwd=ROOT),
-    ]
+    worker = Worker(concurrency=int(os.environ.get("WORKER_CONCURRENCY", "2")))
+    worker.start(wait=False)  # its log shows when it is ready; daphne need not wait for it
+    server = subprocess.Popen([str(BIN / "daphne"), "-b", HOST, "-p", PORT, "config.asgi:application"], cwd=ROOT)
+    assert worker.process is not None
+    children = [worker.process, server]
 
     def stop(*_):
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+                child.send_signal(signal.SIGTERM)  # a warm shutdown for the worker
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -88,7 +77,10 @@ def main() -> int:
             try:
                 child.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                child.kill()
+                if child is worker.process:
+                    os.killpg(child.pid, signal.SIGKILL)  # the worker and its pool processes
+                else:
+                    child.kill()
     print("Intake stopped.")
     return 0
 

@@ -4,17 +4,12 @@ Celery worker process on the test database, the real Redis and the real channel 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from scripts.processes import stop_process
-from tests.helpers import ROOT, database_url_for
-
-BIN = Path(sys.executable).parent
+from scripts.processes import Worker, hostname
+from tests.helpers import database_url_for
 
 
 @pytest.fixture(scope="session")
@@ -51,13 +46,6 @@ def service_env(django_db_setup, django_db_blocker, media_root) -> dict[str, str
     return env
 
 
-def _wait_for_worker(app, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if app.control.ping(timeout=0.5):
-            return
-    raise RuntimeError("The Celery worker did not answer in time")
-
-
 @pytest.fixture(scope="session")
 def worker(service_env, tmp_path_factory):
     """One real Celery worker process (prefork, 2 children) for the whole session."""
@@ -65,36 +53,14 @@ def worker(service_env, tmp_path_factory):
 
     app.control.purge()
     log_file = tmp_path_factory.mktemp("worker") / "worker.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "-E",
-                "-l",
-                "info",
-                "-c",
-                "2",
-                "--without-gossip",
-                "--without-mingle",
-                "-n",
-                f"test-{os.getpid()}@%h",
-            ],
-            cwd=ROOT,
-            env=service_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            _wait_for_worker(app, time.monotonic() + 60)
-            yield process
-        finally:
-            stop_process(process)
-            if os.environ.get("SHOW_WORKER_LOG"):
-                print(log_file.read_text(errors="replace"))
+    process = Worker(env=service_env, log_path=log_file, concurrency=2, name=f"test-{os.getpid()}@{hostname()}")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        if os.environ.get("SHOW_WORKER_LOG"):
+            print(log_file.read_text(errors="replace"))
 
 
 @pytest.fixture
