@@ -3,6 +3,7 @@ database (PostgreSQL in CI)."""
 
 from __future__ import annotations
 
+import csv
 import time
 from decimal import Decimal
 
@@ -63,8 +64,12 @@ def test_real_scms_file_loads_every_row_and_reports_bad_dates_as_warnings(user):
     first = date_warnings.order_by("row_number").first()
     assert first.row_number >= 2 and "Date not recognised" in first.message
     assert Supplier.objects.filter(name="SCMS from RDC").exists()
-    # Money kept exact: the file's totals add up to the cent.
-    assert PurchaseOrderLine.objects.aggregate(total=Sum("total_price"))["total"] is not None
+    # Money kept exact: the lines' totals add up to the cent to the file's own, summed here
+    # with the csv module and Decimal, independently of the pipeline.
+    with real_file("Supply_Chain_Shipment_Pricing_Data.csv").open(newline="", encoding="utf-8") as handle:
+        file_total = sum((Decimal(row["line item value"]) for row in csv.DictReader(handle)), Decimal(0))
+    loaded_total = PurchaseOrderLine.objects.filter(upload=upload).aggregate(total=Sum("total_price"))["total"]
+    assert loaded_total == file_total
 
 
 @pytest.mark.parametrize("name", ["April_2015_published.csv", "expenditure-over-500-oct-dec-2017.csv"])
@@ -272,10 +277,20 @@ def test_retry_of_a_failed_upload_runs_it_again(user, tmp_path):
     path.write_text("Vendor,SKU,PO,Qty,Price\nA,M1,PO-1,0,2\n", encoding="utf-8")
     upload = wait_for_upload(upload_path(user, path))
     assert upload.status == Upload.Status.FAILED
+    assert upload.attempts == 1
+    first_error = upload.error_message
     upload = services.retry_upload(upload=upload, by=user)
-    assert upload.status in (Upload.Status.QUEUED, Upload.Status.PROCESSING, Upload.Status.FAILED)
-    assert wait_for_upload(upload).status == Upload.Status.FAILED
-    assert RowIssue.objects.filter(upload=upload).count() == 1
+    # What retry_upload returns is the state it wrote: queued again, from a clean slate.
+    assert (upload.status, upload.processed_rows, upload.rejected_rows, upload.error_message) == (
+        Upload.Status.QUEUED,
+        0,
+        0,
+        "",
+    )
+    upload = wait_for_upload(upload)
+    assert (upload.status, upload.attempts) == (Upload.Status.FAILED, 2)
+    assert upload.error_message == first_error
+    assert list(RowIssue.objects.filter(upload=upload).values_list("row_number", "column")) == [(2, "Qty")]
 
 
 def test_progress_shows_every_batch_while_the_lines_appear_all_at_once(user, tmp_path):

@@ -111,20 +111,39 @@ def test_a_final_state_replaces_pending_progress_and_is_sent_again(layer, settin
     assert 'data-processed="2"' not in "".join(m["html"] for m in layer.to(group))
 
 
-def test_publishing_never_raises(monkeypatch, layer):
+def test_publishing_never_raises_logs_each_failure_and_keeps_working(monkeypatch, layer, caplog):
+    caplog.set_level("WARNING", logger="realtime.publish")
+    render = publish.render_card
+
     class Broken:
         async def group_send(self, group, message):
             raise ConnectionError("Redis is away")
 
     monkeypatch.setattr(publish, "get_channel_layer", lambda: Broken())
-    publish.publish_upload(fake_upload())
-    publish.publish_upload(fake_upload(status="failed"))
+    progress, failed = fake_upload(), fake_upload(status="failed")
+    assert publish.publish_upload(progress) is None
+    assert publish.publish_upload(failed) is None  # final: returns once its send was tried
+    for upload in (progress, failed):
+        for group in (user_group(7), upload_group(upload.pk)):
+            wait_until(lambda u=upload, g=group: f"Could not send upload {u.pk} to {g}" in caplog.text)
 
     def boom(upload):
         raise RuntimeError("template missing")
 
     monkeypatch.setattr(publish, "render_card", boom)
-    publish.publish_upload(fake_upload(status="completed"))
+    unrenderable = fake_upload(status="completed")
+    assert publish.publish_upload(unrenderable) is None
+    assert f"Could not publish upload {unrenderable.pk}" in caplog.text
+    assert "RuntimeError: template missing" in caplog.text
+
+    # The publisher survived all of it: with the layer back, the next state goes out.
+    monkeypatch.setattr(publish, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(publish, "render_card", render)
+    after = fake_upload(status="completed")
+    publish.publish_upload(after)
+    wait_until(lambda: layer.to(upload_group(after.pk)))
+    assert [m["status"] for m in layer.to(upload_group(after.pk))][:1] == ["completed"]
+    assert not layer.to(upload_group(unrenderable.pk))
 
 
 def test_publishing_with_redis_down_returns(settings, monkeypatch, caplog):
