@@ -14,6 +14,8 @@ from queue import Empty, Full, Queue
 import numpy as np
 import pandas as pd
 from django.conf import settings
+from django.db import transaction
+from django.db.models import F
 
 from . import loading
 from .columns import MappingError, resolve_columns
@@ -110,7 +112,7 @@ def _load_batches(
             )
             if should_stop():
                 raise Cancelled()
-            lines, created = loading.upsert_dimensions(lines, ids)
+            lines = _upsert_dimensions(upload, lines, ids)
             writer.write(lines)
             if stored_issues < MAX_STORED_ISSUES and len(issues):
                 keep = issues.head(MAX_STORED_ISSUES - stored_issues)
@@ -121,9 +123,6 @@ def _load_batches(
             upload.imported_rows += len(lines)
             upload.rejected_rows += validated.rejected
             upload.warning_count += validated.warnings
-            upload.created_suppliers += created.suppliers
-            upload.created_materials += created.materials
-            upload.created_purchase_orders += created.purchase_orders
             if upload.total_rows is not None and upload.processed_rows > upload.total_rows:
                 upload.total_rows = upload.processed_rows
             on_progress(upload, "Loading")
@@ -172,6 +171,26 @@ def prefetch(items: Iterator, *, should_stop: Callable[[], bool], depth: int = 2
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def _upsert_dimensions(upload: Upload, lines: pd.DataFrame, ids: loading.IdCache) -> pd.DataFrame:
+    """Create the batch's missing suppliers, materials and purchase orders and count them on
+    the upload's row in the same transaction. They are kept however the load ends (other
+    uploads may use them at once), so the count must never miss a committed row: not when a
+    cancel interrupts the batch halfway, not when the worker dies right after. A retry or a
+    takeover then adds to this count, and the upload's card tells how many it created."""
+    with transaction.atomic():
+        lines, created = loading.upsert_dimensions(lines, ids)
+        if created.suppliers or created.materials or created.purchase_orders:
+            Upload.objects.filter(pk=upload.pk).update(
+                created_suppliers=F("created_suppliers") + created.suppliers,
+                created_materials=F("created_materials") + created.materials,
+                created_purchase_orders=F("created_purchase_orders") + created.purchase_orders,
+            )
+    upload.created_suppliers += created.suppliers
+    upload.created_materials += created.materials
+    upload.created_purchase_orders += created.purchase_orders
+    return lines
 
 
 def _number_lines(

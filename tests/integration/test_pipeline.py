@@ -216,6 +216,41 @@ def test_cancel_midway_leaves_the_lines_exactly_as_they_were(user, tmp_path):
     )
 
 
+def test_a_retried_upload_counts_what_every_attempt_created(user, tmp_path):
+    # 2,000 suppliers and 50 materials in the first 2,000 rows; 10,000 purchase orders, ten
+    # rows each, all through the file.
+    path = write_orders(tmp_path / "many-suppliers.csv", 100_000, suppliers=2000, materials=50)
+    upload = upload_path(user, path)
+    wait_for_upload(upload, statuses={Upload.Status.PROCESSING})
+    while upload.processed_rows < 3000 and upload.status == Upload.Status.PROCESSING:
+        time.sleep(0.02)
+        upload.refresh_from_db()
+    assert upload.status == Upload.Status.PROCESSING, "the load ended before it could be cancelled"
+    services.cancel_upload(upload=upload, by=user)
+    upload = wait_for_upload(upload)
+    assert upload.status == Upload.Status.CANCELLED
+    first_pos = PurchaseOrder.objects.count()
+    assert 300 <= first_pos < 10_000
+    # What the first attempt created, exactly as the database holds it.
+    created = (upload.created_suppliers, upload.created_materials, upload.created_purchase_orders)
+    assert created == (Supplier.objects.count(), Material.objects.count(), first_pos) == (2000, 50, first_pos)
+    assert (upload.created_lines, upload.attempts) == (0, 1)
+
+    upload = services.retry_upload(upload=upload, by=user)
+    # Queued again: the row and line counts start over, what the upload created stays counted.
+    assert (upload.processed_rows, upload.created_suppliers, upload.created_purchase_orders) == (0, 2000, first_pos)
+    upload = wait_for_upload(upload)
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    assert upload.attempts == 2
+    assert (upload.processed_rows, upload.imported_rows, upload.rejected_rows) == (100_000, 100_000, 0)
+    # The second attempt created only the purchase orders the first had not reached; the
+    # upload's counts are the sum, which is everything in the database.
+    assert (upload.created_suppliers, upload.created_materials, upload.created_purchase_orders) == (2000, 50, 10_000)
+    assert (Supplier.objects.count(), Material.objects.count(), PurchaseOrder.objects.count()) == (2000, 50, 10_000)
+    assert (upload.created_lines, upload.updated_lines) == (100_000, 0)
+    assert PurchaseOrderLine.objects.filter(upload=upload).count() == 100_000
+
+
 def test_cancel_of_a_queued_upload_ends_it_at_once(user, tmp_path):
     upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "q.csv", 10), enqueue=False)
     cancelled = services.cancel_upload(upload=upload, by=user)
