@@ -116,6 +116,10 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
     except PipelineError as exc:
         status, error = Upload.Status.FAILED, str(exc)
     except SoftTimeLimitExceeded:
+        # Celery raises it from a signal handler, wherever the load was: perhaps inside a
+        # statement whose result is still on the wire. Drop that connection; _finish opens
+        # a fresh one. (The line writer's own transaction has rolled back already.)
+        connection.close()
         status, error = (
             Upload.Status.FAILED,
             f"The load took longer than the limit of {settings.CELERY_TASK_SOFT_TIME_LIMIT} s; nothing was written.",

@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
@@ -187,5 +188,7 @@ def publish_state(upload: Upload, *, final: bool = False) -> None:
         from realtime.publish import publish_upload
 
         publish_upload(upload, final=final)
+    except SoftTimeLimitExceeded:
+        raise  # the task's time is up: that must reach the runner, not be logged away
     except Exception:  # noqa: BLE001 - a lost event must never fail a load
         log.warning("Could not publish the state of upload %s", upload.pk, exc_info=True)

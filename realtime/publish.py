@@ -20,6 +20,7 @@ import os
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from celery.exceptions import SoftTimeLimitExceeded
 from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 from django.template.loader import render_to_string
@@ -153,5 +154,7 @@ def publish_upload(upload, *, final: bool | None = None) -> None:
         final = upload.is_finished if final is None else final
         message = card_message(upload)
         _publisher.publish(message, [user_group(upload.owner_id), upload_group(upload.pk)], final=final)
+    except SoftTimeLimitExceeded:
+        raise  # the task's time is up: that must reach the runner, not be logged away
     except Exception:  # noqa: BLE001 - a lost event must never fail a load or a request
         log.warning("Could not publish upload %s", getattr(upload, "pk", None), exc_info=True)
