@@ -59,10 +59,9 @@ def test_an_exception_arrives_after_the_items_before_it_and_as_itself():
         yield "batch 2"
         raise ValueError("row 2001: the file ends inside a quoted field")
 
-    received = []
+    received: list = []
     with pytest.raises(ValueError, match="^row 2001: the file ends inside a quoted field$") as caught:
-        for item in prefetch(items(), should_stop=lambda: False):
-            received.append(item)
+        received.extend(prefetch(items(), should_stop=lambda: False))
     assert received == ["batch 1", "batch 2"]
     # Raised where it happened: the generator's frame is in the traceback.
     assert any(entry.name == "items" for entry in caught.traceback)
@@ -80,12 +79,16 @@ def test_a_stop_ends_the_stream_with_cancelled_and_the_producer_with_it():
             yield i
             i += 1
 
-    received = []
+    received: list[int] = []
+
+    def take(item: int) -> int:
+        received.append(item)
+        if item == 4:
+            stop.set()
+        return item
+
     with pytest.raises(Cancelled):
-        for item in prefetch(endless(), should_stop=stop.is_set, depth=2):
-            received.append(item)
-            if item == 4:
-                stop.set()
+        list(map(take, prefetch(endless(), should_stop=stop.is_set, depth=2)))
     # What was queued before the stop is still handed over, in order: at most the two in the
     # queue and the one being put. The producer makes nothing after it sees the stop.
     assert received == list(range(len(received))) and 5 <= len(received) <= 5 + 2 + 1
