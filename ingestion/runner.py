@@ -148,7 +148,7 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
 
 
 def task_result(upload: Upload) -> dict:
-    """What the task returns: the seed plan's keys, so Flower and the result backend show them."""
+    """What the task returns, so Flower and the result backend show it (README, Monitoring)."""
     return {
         "upload_id": str(upload.pk),
         "status": str(upload.status),

@@ -298,13 +298,22 @@ def test_two_uploads_sharing_suppliers_and_materials_both_complete(user, tmp_pat
     assert PurchaseOrderLine.objects.count() == 40_000
 
 
-def test_task_result_keeps_the_seed_plans_keys(user, tmp_path):
+def test_task_result_has_the_keys_the_readme_names(user, tmp_path):
     upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "r.csv", 100), enqueue=False)
     result = process_upload.delay(str(upload.pk)).get(timeout=60)
-    assert {"status", "processed", "created_suppliers", "created_materials", "created_pos", "created_prices"} <= set(
-        result
-    )
-    assert (result["status"], result["processed"], result["created_prices"]) == ("completed", 100, 100)
+    assert result == {
+        "upload_id": str(upload.pk),
+        "status": "completed",
+        "processed": 100,
+        "imported": 100,
+        "rejected": 0,
+        "created_suppliers": 20,
+        "created_materials": 50,
+        "created_pos": 10,
+        "created_prices": 100,
+        "updated_prices": 0,
+        "error": None,
+    }
 
 
 def test_retry_of_a_failed_upload_runs_it_again(user, tmp_path):
