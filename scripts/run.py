@@ -58,7 +58,12 @@ def main() -> int:
     assert worker.process is not None
     children = [worker.process, server]
 
+    stopping = []
+
     def stop(*_):
+        if stopping:  # once: a second SIGTERM would only repeat the worker's warm shutdown
+            return
+        stopping.append(True)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)  # a warm shutdown for the worker
