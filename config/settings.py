@@ -168,6 +168,14 @@ INGEST_DEFAULT_CURRENCY = os.environ.get("INGEST_DEFAULT_CURRENCY", "USD").upper
 INGEST_DAY_FIRST = env_bool("INGEST_DAY_FIRST", False)
 # More than this share of rejected rows fails the whole upload.
 INGEST_MAX_REJECTED_SHARE = float(os.environ.get("INGEST_MAX_REJECTED_SHARE", "0.5"))
+# What one file may cost before it is refused with a message that says why (README: Input
+# format). Columns: header fields of a CSV or a sheet. Workbooks: the zip's total unpacked
+# size, the packing ratio of any part over 16 MB, and the grid of a sheet read whole
+# (calamine holds rows x columns cells, from A1 to the farthest value).
+INGEST_MAX_COLUMNS = env_int("INGEST_MAX_COLUMNS", 500)
+INGEST_MAX_UNCOMPRESSED_BYTES = env_int("INGEST_MAX_UNCOMPRESSED_BYTES", 2 * 1024 * 1024 * 1024)
+INGEST_MAX_COMPRESSION_RATIO = float(os.environ.get("INGEST_MAX_COMPRESSION_RATIO", "100"))
+INGEST_MAX_SHEET_CELLS = env_int("INGEST_MAX_SHEET_CELLS", 10_000_000)
 # A running upload's worker renews its lease (a heartbeat on the upload row) this often; a
 # lease older than INGEST_STALE_SECONDS means a dead worker, and a redelivered task takes
 # the upload over. Keep the second several times the first.

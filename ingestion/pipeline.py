@@ -37,6 +37,7 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
     try:
         table = open_table(Path(upload.file.path), name=upload.original_name, batch_rows=batch_rows)
         columns = resolve_columns(table.headers, upload.explicit_header_to_field)
+        table.use_columns(columns.values())  # the rest of a wide file is never parsed
     except (FileError, MappingError) as exc:
         raise PipelineError(str(exc)) from exc
     upload.resolved_field_to_header = columns

@@ -12,23 +12,60 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import io
+import itertools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from . import workbook_guard
 from .columns import looks_like_header
 
 EXCEL_EXTENSIONS = (".xlsx", ".xls", ".ods")
 MAX_HEADER_BYTES = 1 << 20  # a header line longer than 1 MB is not a table header
 HEADER_SEARCH_ROWS = 20
 DELIMITERS = ",;\t|"
+# A CSV wider than this is parsed for its mapped columns only (see _open_csv).
+WIDE_COLUMNS = 64
+# A file whose first 64 KB hold more control bytes than this share is binary, not text.
+BINARY_SHARE = 0.01
+_CONTROL_BYTES = bytes(range(9)) + bytes(range(14, 32))
 
 
 class FileError(ValueError):
     """The file cannot be read as a table; the message is for the person who uploaded it."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What a file may cost before it is refused; from the settings (see README)."""
+
+    max_columns: int = 500
+    max_uncompressed_bytes: int = 2 << 30
+    max_compression_ratio: float = 100.0
+    max_sheet_cells: int = 10_000_000
+
+    @classmethod
+    def from_settings(cls) -> ReadLimits:
+        from django.conf import settings
+
+        default = cls()
+        return cls(
+            max_columns=getattr(settings, "INGEST_MAX_COLUMNS", default.max_columns),
+            max_uncompressed_bytes=getattr(settings, "INGEST_MAX_UNCOMPRESSED_BYTES", default.max_uncompressed_bytes),
+            max_compression_ratio=getattr(settings, "INGEST_MAX_COMPRESSION_RATIO", default.max_compression_ratio),
+            max_sheet_cells=getattr(settings, "INGEST_MAX_SHEET_CELLS", default.max_sheet_cells),
+        )
+
+    def for_workbooks(self) -> workbook_guard.Limits:
+        return workbook_guard.Limits(
+            max_uncompressed_bytes=self.max_uncompressed_bytes,
+            max_compression_ratio=self.max_compression_ratio,
+            max_sheet_cells=self.max_sheet_cells,
+        )
 
 
 @dataclass
@@ -38,24 +75,71 @@ class Batch:
     skipped: list[tuple[int | None, str]] = field(default_factory=list)  # (row, reason) the parser dropped
 
 
+# Reads the file's batches, given the positions of the columns to read (None: all of them).
+BatchReader = Callable[[list[int] | None], Iterator[Batch]]
+
+
 @dataclass
 class Table:
     headers: list[str]
     estimated_rows: int | None
-    batches: Iterator[Batch]
+    read: BatchReader
     description: str  # e.g. "CSV, utf-8, ';'-separated"
+    positions: list[int] | None = None  # the columns `batches` reads; None for all
+
+    def use_columns(self, headers: Iterable[str]) -> None:
+        """Read only these columns (by header; the first of equal headers): the rest of a
+        wide file is never turned into values. Call it before reading the batches."""
+        wanted = list(dict.fromkeys(headers))
+        missing = [h for h in wanted if h not in self.headers]
+        if missing:
+            raise ValueError(f"No such columns: {missing}")
+        self.positions = sorted(self.headers.index(h) for h in wanted)
+
+    @property
+    def batches(self) -> Iterator[Batch]:
+        """The batches from the first row, with the chosen columns; a row holding a NUL byte
+        is rejected (PostgreSQL's text cannot hold one, and it means damaged data)."""
+        return _without_nul(self.read(self.positions))
 
 
-def open_table(path: str | Path, *, name: str, batch_rows: int) -> Table:
+def _without_nul(batches: Iterator[Batch]) -> Iterator[Batch]:
+    for batch in batches:
+        frame = batch.frame
+        hits = None
+        for column in frame.columns:
+            found = frame[column].str.contains("\x00", regex=False).to_numpy(dtype=bool)
+            if found.any():
+                new = found if hits is None else found & ~hits
+                for row in frame.index[new]:
+                    batch.skipped.append((int(row), f"it holds a NUL byte (binary data) in column {column!r}"))
+                hits = found if hits is None else hits | found
+        if hits is not None:
+            batch.skipped.sort(key=lambda item: (item[0] is None, item[0] or 0))
+            batch.frame = frame[~hits]
+        yield batch
+
+
+def open_table(path: str | Path, *, name: str, batch_rows: int, limits: ReadLimits | None = None) -> Table:
     path = Path(path)
+    limits = limits or ReadLimits.from_settings()
     ext = Path(name).suffix.lower()
     with path.open("rb") as handle:
         head = handle.read(65536)
     if not head.strip():
         raise FileError("The file is empty.")
     if ext in EXCEL_EXTENSIONS:
-        return _open_excel(path, ext=ext, head=head, batch_rows=batch_rows)
-    return _open_csv(path, head=head, batch_rows=batch_rows)
+        return _open_excel(path, ext=ext, head=head, batch_rows=batch_rows, limits=limits)
+    return _open_csv(path, head=head, batch_rows=batch_rows, limits=limits)
+
+
+def _check_width(headers: list[str], *, limits: ReadLimits, where: str) -> None:
+    if len(headers) > limits.max_columns:
+        raise FileError(
+            f"{where} has {len(headers):,} columns, more than the {limits.max_columns:,} allowed "
+            "(INGEST_MAX_COLUMNS): keep the columns you load (supplier, material, PO, quantity, price, ...) "
+            "and upload it again."
+        )
 
 
 # --- CSV ---------------------------------------------------------------------------------
@@ -100,10 +184,12 @@ def _detect_encoding(path: Path, head: bytes) -> tuple[str, int]:
         )
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise FileError("This file is an old Excel (.xls) workbook but is named as CSV; upload it with its .xls name.")
-    if b"\x00" in head:
-        offset = head.index(b"\x00")
+    control = sum(head.count(byte) for byte in _CONTROL_BYTES)
+    if control > BINARY_SHARE * len(head):
+        offset = min(i for i in (head.find(bytes([b])) for b in _CONTROL_BYTES) if i >= 0)
         raise FileError(
-            f"This is not a text file: it holds binary data (a NUL byte at byte {offset}). Upload CSV or Excel files."
+            f"This is not a text file: it holds binary data ({control} control bytes in its first "
+            f"{len(head):,}, the first at byte {offset}). Upload CSV or Excel files."
         )
     lines, is_utf8 = _scan(path, None)
     if is_utf8:
@@ -149,7 +235,31 @@ def _sniff_delimiter(sample: str) -> str:
         return best if counts[best] else ","
 
 
-def _open_csv(path: Path, *, head: bytes, batch_rows: int) -> Table:
+def _header_fields(path: Path, *, encoding: str, delimiter: str, header_line: int) -> list[str]:
+    """The header row's fields, read with the csv module: a header of 100,000 names costs
+    kilobytes here, where a parser that pads every row to its width would cost gigabytes."""
+    csv.field_size_limit(MAX_HEADER_BYTES)
+    with path.open(encoding=encoding, errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        try:
+            for index, row in enumerate(reader):
+                if index == header_line:
+                    return row
+        except csv.Error as exc:
+            raise FileError(f"The header row cannot be read as CSV: {exc}") from exc
+    return []
+
+
+def _pandas_names(fields: list[str], delimiter: str) -> list[str]:
+    """The names pandas gives these header fields (blank ones 'Unnamed: 3', repeats 'PO.1'),
+    stripped: what the file's columns are called everywhere else."""
+    text = io.StringIO()
+    csv.writer(text, delimiter=delimiter).writerow(fields)
+    frame = pd.read_csv(io.StringIO(text.getvalue()), sep=delimiter, nrows=0, dtype=str, engine="c")
+    return [str(name).strip().replace("\x00", "") for name in frame.columns]
+
+
+def _open_csv(path: Path, *, head: bytes, batch_rows: int, limits: ReadLimits) -> Table:
     newline = head.find(b"\n")
     if newline < 0 and path.stat().st_size > MAX_HEADER_BYTES:
         with path.open("rb") as handle:
@@ -165,53 +275,56 @@ def _open_csv(path: Path, *, head: bytes, batch_rows: int) -> Table:
     lines = sample.splitlines()
     delimiter = _sniff_delimiter("\n".join(lines[:50]))
     header_line = _find_header_line(lines, delimiter)
-
+    fields = _header_fields(path, encoding=encoding, delimiter=delimiter, header_line=header_line)
+    if not fields:
+        raise FileError("The file is empty.")
+    _check_width(fields, limits=limits, where="The header row")
     try:
-        reader = pd.read_csv(
-            path,
-            sep=delimiter,
-            encoding=encoding,
-            encoding_errors="replace",
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
-            skiprows=header_line,
-            chunksize=batch_rows,
-            on_bad_lines="warn",
-            engine="c",
-        )
-        headers = [str(h).strip() for h in reader.orig_names] if hasattr(reader, "orig_names") else None
-    except pd.errors.EmptyDataError as exc:
-        raise FileError("The file is empty.") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise FileError(f"The file cannot be read as CSV: {exc}") from exc
-
+        headers = _pandas_names(fields, delimiter)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise FileError(f"The header row cannot be read as CSV: {exc}") from exc
     first_data_row = header_line + 2
-    chunks = _csv_batches(reader, first_data_row)
-    try:
-        first = next(chunks)
-    except StopIteration:
-        first = None
-    if headers is None:
-        headers = [str(h).strip() for h in first.frame.columns] if first is not None else []
-    if first is None or first.frame.empty:
-        raise FileError("The file has a header row but no data rows.")
 
-    def batches() -> Iterator[Batch]:
-        yield first
-        yield from chunks
+    def read(positions: list[int] | None) -> Iterator[Batch]:
+        width = len(headers)
+        wanted = list(range(width)) if positions is None else positions
+        # pandas counts each row's fields (a row with too many is skipped and reported) only
+        # when it parses every column; a wide file is parsed for its wanted columns alone.
+        only = wanted if width > WIDE_COLUMNS and len(wanted) < width else None
+        try:
+            reader = pd.read_csv(
+                path,
+                sep=delimiter,
+                encoding=encoding,
+                encoding_errors="replace",
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=False,
+                skiprows=header_line + 1,
+                header=None,
+                names=list(range(width)),
+                usecols=only,
+                chunksize=batch_rows,
+                on_bad_lines="warn",
+                engine="c",
+            )
+        except pd.errors.EmptyDataError:
+            return
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            raise FileError(f"The file cannot be read as CSV: {exc}") from exc
+        yield from _csv_batches(reader, first_data_row, positions=wanted, names=[headers[i] for i in wanted])
 
     estimate = max(0, line_count - header_line - 1)
     return Table(
         headers=headers,
         estimated_rows=estimate or None,
-        batches=batches(),
+        read=read,
         description=f"CSV, {encoding}, {'TAB' if delimiter == chr(9) else repr(delimiter)}-separated",
     )
 
 
-def _csv_batches(reader, first_data_row: int) -> Iterator[Batch]:
+def _csv_batches(reader, first_data_row: int, *, positions: list[int], names: list[str]) -> Iterator[Batch]:
     row = first_data_row
     while True:
         with warnings.catch_warnings(record=True) as caught:
@@ -224,7 +337,8 @@ def _csv_batches(reader, first_data_row: int) -> Iterator[Batch]:
             except pd.errors.ParserError as exc:
                 reader.close()
                 raise FileError(f"The file cannot be read as CSV near row {row}: {exc}") from exc
-        frame.columns = [str(c).strip() for c in frame.columns]
+        frame = frame[positions]
+        frame.columns = names
         skipped = []
         for warning in caught:
             for message in str(warning.message).splitlines():
@@ -264,7 +378,45 @@ def _cell_text(value) -> str:
     return str(value)
 
 
-def _open_excel(path: Path, *, ext: str, head: bytes, batch_rows: int) -> Table:
+def _calamine(call: Callable, *, what: str):
+    """Run a calamine call. Its Rust code can panic on a hostile file, and pyo3 raises the
+    panic as PanicException, a BaseException that `except Exception` lets through: it is
+    turned into the FileError every caller handles."""
+    try:
+        return call()
+    except Exception as exc:  # calamine raises its own error types
+        raise FileError(f"{what}: {exc}") from exc
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise FileError(f"{what}: the reader failed on its content ({exc}); the file is damaged or hostile.") from exc
+
+
+def _headers_of(row) -> list[str]:
+    """A header row's names, without the blank cells after the last name."""
+    headers = [_cell_text(c).strip().replace("\x00", "") for c in row]
+    while headers and not headers[-1]:
+        headers.pop()
+    return headers
+
+
+def _choose_header(rows: list[list]) -> int | None:
+    """The row of recognizable headers among the first ones, else the first with anything."""
+    texts = [[_cell_text(c) for c in r] for r in rows]
+    found = next((i for i, r in enumerate(texts) if looks_like_header(r)), None)
+    if found is not None:
+        return found
+    return next((i for i, r in enumerate(texts) if any(t.strip() for t in r)), None)
+
+
+def _frame(rows: list, *, headers: list[str], positions: list[int], first_row: int) -> Batch:
+    cells = [[_cell_text(r[i]) if i < len(r) else "" for i in positions] for r in rows]
+    frame = pd.DataFrame(cells, columns=[headers[i] for i in positions], dtype=str)
+    frame.index = range(first_row, first_row + len(frame))
+    return Batch(frame=frame, first_row=first_row)
+
+
+def _open_excel(path: Path, *, ext: str, head: bytes, batch_rows: int, limits: ReadLimits) -> Table:
     from python_calamine import CalamineWorkbook
 
     magic = _EXCEL_MAGIC[ext]
@@ -273,59 +425,78 @@ def _open_excel(path: Path, *, ext: str, head: bytes, batch_rows: int) -> Table:
         looks_text = b"\x00" not in head[:4096]
         hint = " It looks like text: if it is CSV, name it .csv." if looks_text else ""
         raise FileError(f"This {ext} file is not a valid Excel workbook (it is not {kind}).{hint}")
-    if ext == ".xlsx" and path.stat().st_size > XLSX_STREAM_BYTES:
-        return _open_xlsx_streaming(path, batch_rows=batch_rows)
+    streamed = ext == ".xlsx" and path.stat().st_size > XLSX_STREAM_BYTES
     try:
-        workbook = CalamineWorkbook.from_path(str(path))
-    except Exception as exc:  # calamine raises its own error types
-        raise FileError(f"This {ext} workbook cannot be opened: {exc}") from exc
+        if ext == ".ods":
+            extents = workbook_guard.scan_ods(path, limits=limits.for_workbooks())
+        elif head.startswith(b"PK\x03\x04"):  # .xlsx, or an .xlsx named .xls (calamine reads both)
+            extents = workbook_guard.check_xlsx(path, limits=limits.for_workbooks(), whole_sheet=not streamed)
+        else:
+            extents = {}
+    except workbook_guard.WorkbookRefused as exc:
+        raise FileError(str(exc)) from exc
+    if streamed:
+        return _open_xlsx_streaming(path, batch_rows=batch_rows, limits=limits, extents=extents)
+    opened = f"This {ext} workbook cannot be opened"
+    workbook = _calamine(lambda: CalamineWorkbook.from_path(str(path)), what=opened)
 
-    chosen: tuple[str, list, int | None] | None = None
-    for sheet_name in workbook.sheet_names:
+    chosen = None
+    for sheet_name in _calamine(lambda: workbook.sheet_names, what=opened):
+        sheet = _calamine(
+            lambda name=sheet_name: workbook.get_sheet_by_name(name), what=f"Sheet {sheet_name!r} cannot be read"
+        )
+        # The grid calamine holds (old .xls files cannot exceed 65,536 x 256); never turned into
+        # Python objects beyond the limit.
+        grid = workbook_guard.Extent(rows=sheet.height, columns=sheet.width)
         try:
-            rows = workbook.get_sheet_by_name(sheet_name).to_python(skip_empty_area=False)
-        except Exception as exc:
-            raise FileError(f"Sheet {sheet_name!r} cannot be read: {exc}") from exc
-        for index, row in enumerate(rows[:HEADER_SEARCH_ROWS]):
-            if looks_like_header([_cell_text(c) for c in row]):
-                chosen = (sheet_name, rows, index)
-                break
-        if chosen:
+            workbook_guard.check_extent(sheet_name, grid, limits=limits.for_workbooks(), whole_sheet=True)
+        except workbook_guard.WorkbookRefused as exc:
+            raise FileError(str(exc)) from exc
+        rows = _calamine(
+            lambda sheet=sheet: list(itertools.islice(sheet.iter_rows(), HEADER_SEARCH_ROWS)),
+            what=f"Sheet {sheet_name!r} cannot be read",
+        )
+        index = _choose_header(rows)
+        if index is None:
+            continue
+        candidate = (sheet_name, sheet, rows, index)
+        if looks_like_header([_cell_text(c) for c in rows[index]]):
+            chosen = candidate
             break
-        if chosen is None and rows and any(any(_cell_text(c).strip() for c in r) for r in rows):
-            chosen = chosen or (sheet_name, rows, None)
+        chosen = chosen or candidate  # kept unless a later sheet has real headers
     if chosen is None:
         raise FileError("The workbook has no sheet with data.")
-    sheet_name, rows, header_index = chosen
-    if header_index is None:  # no sheet had recognizable headers: use the first non-empty row
-        header_index = next(i for i, r in enumerate(rows) if any(_cell_text(c).strip() for c in r))
-    headers = [_cell_text(c).strip() for c in rows[header_index]]
-    width = len(headers)
-    data = rows[header_index + 1 :]
-    while data and not any(_cell_text(c).strip() for c in data[-1]):
-        data.pop()
-    if not data:
-        raise FileError(f"Sheet {sheet_name!r} has a header row but no data rows.")
-    first_data_row = header_index + 2
+    sheet_name, sheet, rows, header_index = chosen
+    headers = _headers_of(rows[header_index])
+    _check_width(headers, limits=limits, where=f"Sheet {sheet_name!r}")
+    first_data_row = header_index + 2  # iter_rows starts at row 1 whatever the grid's first row
+    last_row = (sheet.start[0] if sheet.start else 0) + sheet.height
 
-    def batches() -> Iterator[Batch]:
-        for start in range(0, len(data), batch_rows):
-            chunk = data[start : start + batch_rows]
-            cells = [[_cell_text(c) for c in (list(r) + [None] * width)[:width]] for r in chunk]
-            frame = pd.DataFrame(cells, columns=headers, dtype=str)
-            row = first_data_row + start
-            frame.index = range(row, row + len(frame))
-            yield Batch(frame=frame, first_row=row)
+    def read(positions: list[int] | None) -> Iterator[Batch]:
+        positions = list(range(len(headers))) if positions is None else positions
+        source = _calamine(sheet.iter_rows, what=f"Sheet {sheet_name!r} cannot be read")
+        data = itertools.islice(source, header_index + 1, None)
+        row = first_data_row
+        while True:
+            chunk = _calamine(
+                lambda: list(itertools.islice(data, batch_rows)), what=f"Sheet {sheet_name!r} cannot be read"
+            )
+            if not chunk:
+                return
+            yield _frame(chunk, headers=headers, positions=positions, first_row=row)
+            row += len(chunk)
 
     return Table(
         headers=headers,
-        estimated_rows=len(data),
-        batches=batches(),
+        estimated_rows=max(0, last_row - header_index - 1) or None,
+        read=read,
         description=f"{ext} workbook, sheet {sheet_name!r}",
     )
 
 
-def _open_xlsx_streaming(path: Path, *, batch_rows: int) -> Table:
+def _open_xlsx_streaming(
+    path: Path, *, batch_rows: int, limits: ReadLimits, extents: dict[str, workbook_guard.Extent]
+) -> Table:
     from openpyxl import load_workbook
 
     try:
@@ -334,46 +505,41 @@ def _open_xlsx_streaming(path: Path, *, batch_rows: int) -> Table:
         raise FileError(f"This .xlsx workbook cannot be opened: {exc}") from exc
     chosen = None
     for sheet in workbook.worksheets:
-        rows = sheet.iter_rows(values_only=True)
-        head = [list(r) for _, r in zip(range(HEADER_SEARCH_ROWS), rows)]
-        index = next((i for i, r in enumerate(head) if looks_like_header([_cell_text(c) for c in r])), None)
-        if index is not None:
-            chosen = (sheet, head, index, rows)
+        # Only the first rows, whatever width the sheet declares (<dimension> may claim XFD).
+        head = [list(r) for r in sheet.iter_rows(max_row=HEADER_SEARCH_ROWS, values_only=True)]
+        index = _choose_header(head)
+        if index is None:
+            continue
+        candidate = (sheet, head, index)
+        if looks_like_header([_cell_text(c) for c in head[index]]):
+            chosen = candidate
             break
-        if chosen is None and any(any(_cell_text(c).strip() for c in r) for r in head):
-            first = next(i for i, r in enumerate(head) if any(_cell_text(c).strip() for c in r))
-            chosen = (sheet, head, first, rows)  # kept unless a later sheet has real headers
+        chosen = chosen or candidate  # kept unless a later sheet has real headers
     if chosen is None:
+        workbook.close()
         raise FileError("The workbook has no sheet with data.")
-    sheet, head, header_index, rows = chosen
-    headers = [_cell_text(c).strip() for c in head[header_index]]
-    width = len(headers)
+    sheet, head, header_index = chosen
+    headers = _headers_of(head[header_index])
+    _check_width(headers, limits=limits, where=f"Sheet {sheet.title!r}")
     first_data_row = header_index + 2
 
-    def batches() -> Iterator[Batch]:
+    def read(positions: list[int] | None) -> Iterator[Batch]:
+        positions = list(range(len(headers))) if positions is None else positions
+        # Never wider than the last column read: openpyxl pads every row to max_col.
+        source = sheet.iter_rows(min_row=first_data_row, max_col=max(positions, default=0) + 1, values_only=True)
         row = first_data_row
-        pending = head[header_index + 1 :]
-        source = iter(rows)
-        while True:
-            while len(pending) < batch_rows:
-                try:
-                    pending.append(list(next(source)))
-                except StopIteration:
-                    break
-            if not pending:
-                workbook.close()
-                return
-            chunk, pending = pending[:batch_rows], pending[batch_rows:]
-            cells = [[_cell_text(c) for c in (r + [None] * width)[:width]] for r in chunk]
-            frame = pd.DataFrame(cells, columns=headers, dtype=str)
-            frame.index = range(row, row + len(frame))
-            yield Batch(frame=frame, first_row=row)
-            row += len(frame)
+        try:
+            while chunk := list(itertools.islice(source, batch_rows)):
+                yield _frame(chunk, headers=headers, positions=positions, first_row=row)
+                row += len(chunk)
+        finally:
+            workbook.close()
 
-    estimate = (sheet.max_row - header_index - 1) if sheet.max_row else None
+    extent = extents.get(sheet.title)
+    estimate = (extent.rows - header_index - 1) if extent else None
     return Table(
         headers=headers,
-        estimated_rows=estimate,
-        batches=batches(),
+        estimated_rows=estimate if estimate and estimate > 0 else None,
+        read=read,
         description=f".xlsx workbook, sheet {sheet.title!r} (streamed)",
     )
