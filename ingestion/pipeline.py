@@ -22,7 +22,7 @@ from .columns import MappingError, resolve_columns
 from .models import RowIssue, Upload
 from .outcomes import Cancelled, PipelineError
 from .reading import FileError, Table, open_table
-from .validation import ERROR, validate_batch
+from .validation import ERROR, WARNING, validate_batch
 
 MAX_STORED_ISSUES = 50_000
 
@@ -102,6 +102,10 @@ def _load_batches(
                 )
                 issues = pd.concat([issues, skipped], ignore_index=True)
                 validated.rejected += len(batch.skipped)
+            if batch.warnings:  # values the reader had to clean (NUL bytes)
+                cleaned = pd.DataFrame(batch.warnings, columns=["row", "column", "value", "message"])
+                issues = pd.concat([issues, cleaned.assign(severity=WARNING)], ignore_index=True)
+                validated.warnings += len(batch.warnings)
             if upload.strict and validated.rejected:
                 first = issues[issues["severity"] == ERROR].iloc[0]
                 _store_issues(upload, issues.head(MAX_STORED_ISSUES))

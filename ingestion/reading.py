@@ -73,6 +73,7 @@ class Batch:
     frame: pd.DataFrame  # columns are the file's headers; every cell a string
     first_row: int  # spreadsheet row number of the frame's first row (header = row 1)
     skipped: list[tuple[int | None, str]] = field(default_factory=list)  # (row, reason) the parser dropped
+    warnings: list[tuple[int, str, str, str]] = field(default_factory=list)  # (row, column, value, message)
 
 
 # Reads the file's batches, given the positions of the columns to read (None: all of them).
@@ -98,25 +99,26 @@ class Table:
 
     @property
     def batches(self) -> Iterator[Batch]:
-        """The batches from the first row, with the chosen columns; a row holding a NUL byte
-        is rejected (PostgreSQL's text cannot hold one, and it means damaged data)."""
+        """The batches from the first row, with the chosen columns, without NUL bytes."""
         return _without_nul(self.read(self.positions))
 
 
 def _without_nul(batches: Iterator[Batch]) -> Iterator[Batch]:
+    """NUL bytes removed from the values, each such value reported as a warning: PostgreSQL's
+    text cannot hold one, and in an export it is debris, not data. The row itself loads (so
+    the lines after it keep their numbers)."""
     for batch in batches:
         frame = batch.frame
-        hits = None
         for column in frame.columns:
             found = frame[column].str.contains("\x00", regex=False).to_numpy(dtype=bool)
-            if found.any():
-                new = found if hits is None else found & ~hits
-                for row in frame.index[new]:
-                    batch.skipped.append((int(row), f"it holds a NUL byte (binary data) in column {column!r}"))
-                hits = found if hits is None else hits | found
-        if hits is not None:
-            batch.skipped.sort(key=lambda item: (item[0] is None, item[0] or 0))
-            batch.frame = frame[~hits]
+            if not found.any():
+                continue
+            cleaned = frame.loc[found, column].str.replace("\x00", "", regex=False)
+            frame.loc[found, column] = cleaned
+            batch.warnings.extend(
+                (int(row), str(column), value, "A NUL byte (binary data) was removed from this value")
+                for row, value in cleaned.items()
+            )
         yield batch
 
 
@@ -185,7 +187,7 @@ def _detect_encoding(path: Path, head: bytes) -> tuple[str, int]:
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise FileError("This file is an old Excel (.xls) workbook but is named as CSV; upload it with its .xls name.")
     control = sum(head.count(byte) for byte in _CONTROL_BYTES)
-    if control > BINARY_SHARE * len(head):
+    if control > max(16, BINARY_SHARE * len(head)):
         offset = min(i for i in (head.find(bytes([b])) for b in _CONTROL_BYTES) if i >= 0)
         raise FileError(
             f"This is not a text file: it holds binary data ({control} control bytes in its first "
@@ -301,9 +303,7 @@ def _open_csv(path: Path, *, head: bytes, batch_rows: int, limits: ReadLimits) -
                 keep_default_na=False,
                 na_filter=False,
                 skip_blank_lines=False,
-                skiprows=header_line + 1,
-                header=None,
-                names=list(range(width)),
+                skiprows=header_line,
                 usecols=only,
                 chunksize=batch_rows,
                 on_bad_lines="warn",
@@ -337,7 +337,8 @@ def _csv_batches(reader, first_data_row: int, *, positions: list[int], names: li
             except pd.errors.ParserError as exc:
                 reader.close()
                 raise FileError(f"The file cannot be read as CSV near row {row}: {exc}") from exc
-        frame = frame[positions]
+        if len(frame.columns) != len(positions):  # every column was parsed: keep the wanted ones
+            frame = frame.iloc[:, positions]
         frame.columns = names
         skipped = []
         for warning in caught:
