@@ -71,7 +71,7 @@ def _understate(path, member, *, by):
     central directory alike), as a hostile zip would."""
     data = bytearray(path.read_bytes())
     info = zipfile.ZipFile(path).getinfo(member)
-    assert info.file_size < 0xFFFFFFFF and b"PK\x03\x04" == data[info.header_offset : info.header_offset + 4]
+    assert info.file_size < 0xFFFFFFFF and data[info.header_offset : info.header_offset + 4] == b"PK\x03\x04"
     struct.pack_into("<I", data, info.header_offset + 22, info.file_size - by)
     central = data.index(b"PK\x01\x02")
     while data[central + 46 : central + 46 + len(member)] != member.encode():
