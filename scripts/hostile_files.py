@@ -240,6 +240,30 @@ def nul_csv(path: Path, *, rows: int = 20_000, nul_row: int = 15_000) -> Path:
     return path
 
 
+def far_cell_xls(path: Path, *, row: int = 65_535, column: int = 255, declared: tuple[int, int] | None = None) -> Path:
+    """An old .xls (BIFF8, written by xlwt) with the order header, one line, and one value at
+    (`row`, `column`), 0-based; `declared` rewrites the sheet's DIMENSIONS record to claim
+    that many rows and columns instead."""
+    import struct
+
+    import xlwt
+
+    workbook = xlwt.Workbook()
+    sheet = workbook.add_sheet("Orders")
+    for number, values in enumerate([HEADER, ["Acme", "M-1", "P1", 2, 2.5]]):
+        for column_index, value in enumerate(values):
+            sheet.write(number, column_index, value)
+    if row or column:
+        sheet.write(row, column, 1)
+    workbook.save(str(path))
+    if declared:
+        data = bytearray(path.read_bytes())
+        record = data.find(b"\x00\x02\x0e\x00")  # DIMENSIONS, 14 bytes
+        struct.pack_into("<IIHH", data, record + 4, 0, declared[0], 0, declared[1])
+        path.write_bytes(bytes(data))
+    return path
+
+
 BUILDERS = {
     "bomb.xlsx": xlsx_bomb,
     "far-XFD1048576.xlsx": far_cell_xlsx,
@@ -247,8 +271,11 @@ BUILDERS = {
     "declared-wide.xlsx": lambda path: declared_wide_xlsx(path, rows=1_000_000),
     "shared-strings.xlsx": shared_strings_xlsx,
     "repeated.ods": repeated_ods,
+    "far-IV65536.xls": far_cell_xls,
+    "declared-IV65536.xls": lambda path: far_cell_xls(path, row=0, column=0, declared=(65_536, 256)),
     "wide.csv": wide_csv,
     "nul.csv": nul_csv,
+    "baseline.xlsx": lambda path: write_xlsx(path, order_rows(1_000)),
 }
 
 _MEASURE = """
@@ -289,11 +316,13 @@ def measure(path: Path, *, memory_cap: int, timeout: float) -> dict:
         )
         lines = done.stdout.strip().splitlines()
         outcome = lines[0] if lines else f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}"
+        reading = float(lines[1]) if len(lines) > 1 else None
     except subprocess.TimeoutExpired:
-        outcome = f"still reading after {timeout:.0f} s"
+        outcome, reading = f"still reading after {timeout:.0f} s", None
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return {
         "file": path.name,
+        "read_seconds": reading,  # open_table and every batch, without starting Python and Django
         "bytes": path.stat().st_size,
         "seconds": round(time.monotonic() - started, 2),
         "peak_rss_mb": round(peak / 1e6),

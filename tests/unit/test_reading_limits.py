@@ -143,6 +143,25 @@ def test_a_panic_in_calamine_becomes_a_file_error(tmp_path, monkeypatch):
     assert type(refused.value.__cause__).__name__ == "PanicException"
 
 
+def test_an_old_xls_with_a_value_at_its_last_cell_is_refused_before_its_grid_becomes_python(tmp_path):
+    # The format caps a sheet at 65,536 x 256: calamine's grid of it is about 1 GB, once.
+    path = hostile.far_cell_xls(tmp_path / "far.xls")
+    with pytest.raises(FileError) as refused:
+        open_table(path, name="far.xls", batch_rows=1000)
+    assert str(refused.value).startswith(
+        "Sheet 'Orders' has values as far as column IV and row 65,536 (cell IV65536), so reading it means a grid "
+        "of 65,536 rows x 256 columns (16,777,216 cells"
+    )
+
+
+def test_an_old_xls_declaring_the_whole_sheet_reads_its_real_cells(tmp_path):
+    # calamine sizes an .xls sheet by its cells, not by the DIMENSIONS record it declares.
+    path = hostile.far_cell_xls(tmp_path / "declared.xls", row=0, column=0, declared=(65_536, 256))
+    table, frame, _ = read_all(path)
+    assert table.headers == hostile.HEADER
+    assert frame.values.tolist() == [["Acme", "M-1", "P1", "2", "2.5"]]
+
+
 def test_repeated_ods_cells_are_counted_as_what_they_stand_for(tmp_path):
     path = hostile.repeated_ods(tmp_path / "repeated.ods")
     assert path.stat().st_size < 1000
