@@ -530,7 +530,13 @@ def _open_xlsx_streaming(
         source = sheet.iter_rows(min_row=first_data_row, max_col=max(positions, default=0) + 1, values_only=True)
         row = first_data_row
         try:
-            while chunk := list(itertools.islice(source, batch_rows)):
+            while True:
+                try:
+                    chunk = list(itertools.islice(source, batch_rows))
+                except Exception as exc:  # XML and zip errors met while streaming
+                    raise FileError(f"Sheet {sheet.title!r} cannot be read near row {row}: {exc}") from exc
+                if not chunk:
+                    return
                 yield _frame(chunk, headers=headers, positions=positions, first_row=row)
                 row += len(chunk)
         finally:
