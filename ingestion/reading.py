@@ -429,15 +429,13 @@ def _open_excel(path: Path, *, ext: str, head: bytes, batch_rows: int, limits: R
     streamed = ext == ".xlsx" and path.stat().st_size > XLSX_STREAM_BYTES
     try:
         if ext == ".ods":
-            extents = workbook_guard.scan_ods(path, limits=limits.for_workbooks())
+            workbook_guard.scan_ods(path, limits=limits.for_workbooks())
         elif head.startswith(b"PK\x03\x04"):  # .xlsx, or an .xlsx named .xls (calamine reads both)
-            extents = workbook_guard.check_xlsx(path, limits=limits.for_workbooks(), whole_sheet=not streamed)
-        else:
-            extents = {}
+            workbook_guard.check_xlsx(path, limits=limits.for_workbooks(), whole_sheet=not streamed)
     except workbook_guard.WorkbookRefused as exc:
         raise FileError(str(exc)) from exc
     if streamed:
-        return _open_xlsx_streaming(path, batch_rows=batch_rows, limits=limits, extents=extents)
+        return _open_xlsx_streaming(path, batch_rows=batch_rows, limits=limits)
     opened = f"This {ext} workbook cannot be opened"
     workbook = _calamine(lambda: CalamineWorkbook.from_path(str(path)), what=opened)
 
@@ -495,9 +493,7 @@ def _open_excel(path: Path, *, ext: str, head: bytes, batch_rows: int, limits: R
     )
 
 
-def _open_xlsx_streaming(
-    path: Path, *, batch_rows: int, limits: ReadLimits, extents: dict[str, workbook_guard.Extent]
-) -> Table:
+def _open_xlsx_streaming(path: Path, *, batch_rows: int, limits: ReadLimits) -> Table:
     from openpyxl import load_workbook
 
     try:
@@ -537,13 +533,18 @@ def _open_xlsx_streaming(
                     raise FileError(f"Sheet {sheet.title!r} cannot be read near row {row}: {exc}") from exc
                 if not chunk:
                     return
+                if row + len(chunk) - 1 > workbook_guard.MAX_SHEET_ROWS:
+                    raise FileError(
+                        f"Sheet {sheet.title!r} has more than {workbook_guard.MAX_SHEET_ROWS:,} rows, more than a "
+                        "worksheet can hold: the file is not a real workbook."
+                    )
                 yield _frame(chunk, headers=headers, positions=positions, first_row=row)
                 row += len(chunk)
         finally:
             workbook.close()
 
-    extent = extents.get(sheet.title)
-    estimate = (extent.rows - header_index - 1) if extent else None
+    # The sheet's declared size: a guess for the progress bar, never trusted beyond the limit.
+    estimate = min(sheet.max_row or 0, workbook_guard.MAX_SHEET_ROWS) - header_index - 1
     return Table(
         headers=headers,
         estimated_rows=estimate if estimate and estimate > 0 else None,

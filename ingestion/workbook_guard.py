@@ -247,7 +247,9 @@ def _first_element(archive: zipfile.ZipFile, name: str, *, kind: str):
 
 def check_xlsx(path: Path, *, limits: Limits, whole_sheet: bool) -> dict[str, Extent]:
     """Refuse what would blow a reader up; return each sheet's extent. `whole_sheet` is true
-    when the reader holds a whole sheet in memory (calamine), so its bounding box is capped."""
+    when the reader holds a whole sheet in memory (calamine): then each sheet is scanned and
+    its grid capped. A streaming reader (openpyxl) needs only the zip checked: it is read no
+    wider than its header, and no longer than a sheet can be."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -255,7 +257,9 @@ def check_xlsx(path: Path, *, limits: Limits, whole_sheet: bool) -> dict[str, Ex
     with archive:
         check_zip(archive, limits=limits, kind=".xlsx")
         check_shared_strings(archive)
-        extents = {}
+        extents: dict[str, Extent] = {}
+        if not whole_sheet:
+            return extents
         for sheet, member in xlsx_sheets(archive):
             extent = scan_xlsx_sheet(archive, member)
             check_extent(sheet, extent, limits=limits, whole_sheet=whole_sheet)
