@@ -1,11 +1,13 @@
 """Reading uploaded files as tables of text, one batch of rows at a time.
 
-CSV goes through pandas' C parser in chunks, so memory stays flat however large the file.
-Excel files go through calamine, which is many times faster than openpyxl but holds a
-whole sheet in memory, up to XLSX_STREAM_BYTES (10 MB); a larger .xlsx streams through
-openpyxl's read-only mode, so memory stays bounded. (.xls and .ods always go through
-calamine; Excel caps a sheet at about a million rows.) Every cell arrives as a string, ''
-when blank."""
+CSV goes through pandas' C parser in chunks, so memory stays flat however large the file;
+a header wider than INGEST_MAX_COLUMNS is refused before pandas sees it, and only the
+columns the mapping uses become values. Workbooks are first checked by workbook_guard (zip
+sizes, where a sheet's values lie, shared strings). Then calamine reads them, many times
+faster than openpyxl but holding a whole sheet in memory, up to XLSX_STREAM_BYTES (10 MB);
+a larger .xlsx streams through openpyxl's read-only mode, so memory stays bounded (.xls and
+.ods always go through calamine). Every cell arrives as a string, '' when blank, without
+NUL bytes."""
 
 from __future__ import annotations
 
