@@ -3,7 +3,8 @@ recording how it ended.
 
 The threads of one load, all in the worker's pool process:
 - the task's thread runs `run_upload`: it claims the upload (a lease: `heartbeat_at`),
-  runs the pipeline (resolving ids and upserting dimensions itself) and records the end;
+  runs the pipeline (which creates each batch's suppliers, materials and purchase orders
+  itself, and counts them on the upload's row in the same transaction) and records the end;
 - the supervisor (`_Supervisor`) polls the cancel flag every 0.1 s, the upload's status
   every second, and renews the lease every INGEST_HEARTBEAT_SECONDS, on its own database
   connection;
