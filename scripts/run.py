@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from processes import Worker  # noqa: E402
-from redis_server import ensure_redis  # noqa: E402
+from redis_server import DEFAULT_URL, ensure_redis  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HOST = os.environ.get("HOST", "127.0.0.1")
@@ -49,9 +49,13 @@ def ensure_demo_user() -> None:
 
 def main() -> int:
     os.environ.setdefault("DJANGO_DEBUG", "1")
+    asked = os.environ.get("REDIS_URL") or DEFAULT_URL
     os.environ["REDIS_URL"] = ensure_redis()
     manage("migrate", "--noinput")
     ensure_demo_user()
+    if os.environ["REDIS_URL"] != asked:
+        # A private Redis: `manage.py ingest` in another shell must queue to it too.
+        print(f"  For `manage.py ingest` in another shell:  export REDIS_URL={os.environ['REDIS_URL']}\n", flush=True)
     worker = Worker(concurrency=int(os.environ.get("WORKER_CONCURRENCY", "2")))
     worker.start(wait=False)  # its log shows when it is ready; daphne need not wait for it
     server = subprocess.Popen([str(BIN / "daphne"), "-b", HOST, "-p", PORT, "config.asgi:application"], cwd=ROOT)
