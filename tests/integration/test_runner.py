@@ -255,3 +255,51 @@ def test_failed_in_the_database(user, tmp_path, suppliers_refused):
     assert upload.error_message.startswith(f"Database error while loading: {suppliers_refused}")
     assert (upload.created_suppliers, upload.created_lines) == (0, 0)
     assert not Supplier.objects.exists()
+
+
+@pytest.fixture
+def database_away():
+    """A database that answers a new supplier with an error of the kind a connection lost
+    for a moment gives (PostgreSQL: admin_shutdown, SQLite: an OperationalError), which the
+    task retries; `restore()` brings it back."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION away() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'terminating connection' USING ERRCODE = 'admin_shutdown'; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER away BEFORE INSERT ON ingestion_supplier FOR EACH ROW EXECUTE FUNCTION away()"
+            )
+        else:
+            # The trigger's body names a function that does not exist: every insert fails to
+            # prepare with an OperationalError.
+            cursor.execute("CREATE TRIGGER away BEFORE INSERT ON ingestion_supplier BEGIN SELECT gone_away(); END")
+
+    def restore() -> None:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("DROP TRIGGER IF EXISTS away ON ingestion_supplier")
+                cursor.execute("DROP FUNCTION IF EXISTS away()")
+            else:
+                cursor.execute("DROP TRIGGER IF EXISTS away")
+
+    try:
+        yield restore
+    finally:
+        restore()
+
+
+def test_a_transient_database_error_gives_up_the_lease_for_the_tasks_retry(user, tmp_path, database_away):
+    upload = new_upload(user, write_orders(tmp_path / "a.csv", 100))
+    with pytest.raises(runner.TRANSIENT_ERRORS):
+        runner.run_upload(upload_id=upload.pk, task_id="first")
+    upload.refresh_from_db()
+    # Not an ending: still processing, but with no lease, so the retry need not wait for it.
+    assert (upload.status, upload.heartbeat_at, upload.attempts) == (Upload.Status.PROCESSING, None, 1)
+    assert upload.error_message == ""
+    database_away()  # the database is back; Celery runs the task again
+    result = runner.run_upload(upload_id=upload.pk, task_id="retry")
+    upload.refresh_from_db()
+    assert (upload.status, upload.attempts, upload.task_id) == (Upload.Status.COMPLETED, 2, "retry")
+    assert (result["created_suppliers"], result["created_prices"]) == (20, 100)
