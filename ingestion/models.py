@@ -97,6 +97,9 @@ class Upload(models.Model):
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.PROCESSING, Status.CANCELLING)
     FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+    # Which uploads Cancel and Retry apply to: the card's buttons and the services both ask.
+    CANCELLABLE_STATUSES = (Status.QUEUED, Status.PROCESSING)
+    RETRYABLE_STATUSES = (Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
@@ -158,6 +161,16 @@ class Upload(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED_STATUSES
+
+    @property
+    def can_cancel(self) -> bool:
+        """Cancel applies until the upload ends; one already cancelling has nothing left to ask."""
+        return self.status in self.CANCELLABLE_STATUSES
+
+    @property
+    def can_retry(self) -> bool:
+        """Only an upload that ended without loading can be queued again."""
+        return self.status in self.RETRYABLE_STATUSES
 
     @property
     def percent(self) -> int:

@@ -150,7 +150,7 @@ def retry_upload(*, upload: Upload, by) -> Upload:
     fields = attempt_counters()
     fields.update(status=Upload.Status.QUEUED, seq=now_seq(), heartbeat_at=None, started_at=None, finished_at=None)
     # Conditional, so that two retries at once queue it once.
-    retryable = Upload.objects.filter(pk=upload.pk, status__in=[Upload.Status.FAILED, Upload.Status.CANCELLED])
+    retryable = Upload.objects.filter(pk=upload.pk, status__in=Upload.RETRYABLE_STATUSES)  # Upload.can_retry
     if not retryable.update(**fields):
         upload.refresh_from_db()
         raise RetryRefused(f"Only a failed or cancelled upload can be retried; this one is {upload.status}.")

@@ -1,5 +1,5 @@
 """HTTP views: thin functions that read through `selectors`, write through `services`, and
-render the one card partial. Every view is for signed-in users and owner-only: someone
+show uploads as the one card of `cards`. Every view is for signed-in users and owner-only: someone
 else's upload is a 404, exactly like an upload that does not exist."""
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import runner, selectors, services
+from .cards import render_card, render_cards
 from .models import RowIssue, Upload
 
-CARD = "ingestion/dashboard.html#upload-card"
 UPLOADS_PER_PAGE = 25
 ISSUES_PER_PAGE = 50
 MAX_CARD_IDS = 100
@@ -34,10 +33,6 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 def wants_json(request) -> bool:
     return "application/json" in request.headers.get("Accept", "")
-
-
-def render_cards(uploads) -> str:
-    return "".join(render_to_string(CARD, {"upload": upload}) for upload in uploads)
 
 
 def get_upload_or_404(request, upload_id) -> Upload:
@@ -54,7 +49,7 @@ def upload_ref(upload: Upload) -> dict:
 def upload_response(request, upload: Upload) -> HttpResponse:
     """After a cancel or a retry: the card for htmx, the reference for scripts, else back to the page."""
     if request.htmx:
-        return HttpResponse(render_cards([upload]))
+        return HttpResponse(render_card(upload))
     if wants_json(request):
         return JsonResponse(upload_ref(upload))
     return redirect("upload-detail", upload_id=upload.pk)
@@ -100,7 +95,7 @@ def dashboard(request):
         "ingestion/dashboard.html",
         {
             "page": page,
-            "uploads": page.object_list,
+            "cards": render_cards(page.object_list),
             "max_bytes": settings.UPLOAD_MAX_BYTES,
             "extensions": ",".join(services.ALLOWED_EXTENSIONS),
         },
@@ -122,6 +117,7 @@ def upload_detail(request, upload_id):
         "ingestion/detail.html",
         {
             "upload": upload,
+            "card": render_card(upload),
             "issues": issues,
             "severity": severity,
             "issue_counts": {

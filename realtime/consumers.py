@@ -20,10 +20,10 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from ingestion import selectors, services
+from ingestion.cards import render_cards
 from ingestion.models import Upload
 
 from .groups import upload_group, user_group
-from .publish import render_card
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -33,12 +33,12 @@ MAX_SYNC = 100
 
 def error_fragment(message: str) -> str:
     text = escape(message)
-    return f'<div id="ws-error" hx-swap-oob="true" class="ws-error" data-error="{text}">{text}</div>'
+    return f'<div id="ws-error" class="ws-error" data-error="{text}">{text}</div>'
 
 
 @database_sync_to_async
 def _cards(uploads) -> str:
-    return "\n".join(render_card(upload) for upload in uploads)
+    return render_cards(uploads)
 
 
 @database_sync_to_async
@@ -81,7 +81,7 @@ class UploadsConsumer(AsyncWebsocketConsumer):
         # Joined first, snapshot second: nothing can fall between them.
         uploads = await _snapshot(user, upload_id)
         await self.send(
-            text_data=await _cards(uploads) if uploads else '<div id="ws-snapshot" hx-swap-oob="true"></div>'
+            text_data=await _cards(uploads) if uploads else '<div id="ws-snapshot"></div>'
         )
 
     async def disconnect(self, code: int) -> None:

@@ -23,21 +23,17 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from celery.exceptions import SoftTimeLimitExceeded
 from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
-from django.template.loader import render_to_string
+
+from ingestion.cards import render_card
 
 from .groups import upload_group, user_group
 
 log = logging.getLogger(__name__)
 
-CARD_TEMPLATE = "ingestion/dashboard.html#upload-card"
 FINAL_RESEND_SECONDS = 1.0
 FINAL_WAIT_SECONDS = 2.0
 # A Redis that hangs instead of refusing must not let sends pile up on the loop.
 SEND_TIMEOUT_SECONDS = 5.0
-
-
-def render_card(upload) -> str:
-    return render_to_string(CARD_TEMPLATE, {"upload": upload})
 
 
 def card_message(upload) -> dict:
