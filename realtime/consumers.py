@@ -80,9 +80,7 @@ class UploadsConsumer(AsyncWebsocketConsumer):
         await self.accept()
         # Joined first, snapshot second: nothing can fall between them.
         uploads = await _snapshot(user, upload_id)
-        await self.send(
-            text_data=await _cards(uploads) if uploads else '<div id="ws-snapshot"></div>'
-        )
+        await self.send(text_data=await _cards(uploads) if uploads else '<div id="ws-snapshot"></div>')
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "watch_groups", []):
