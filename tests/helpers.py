@@ -55,6 +55,32 @@ def chromium_or_skip() -> str:
     return CHROMIUM
 
 
+def drop_files(page, files: dict[str, str | int]) -> None:
+    """A real drop on the dashboard: a DataTransfer holding File objects, dispatched on the
+    drop zone. A str value is the file's text; an int is a size, for that many zero bytes."""
+    page.evaluate(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const [name, content] of Object.entries(files)) {
+                const body = typeof content === 'number' ? new Uint8Array(content) : content;
+                transfer.items.add(new File([body], name, {type: name.endsWith('.csv') ? 'text/csv' : 'application/octet-stream'}));
+            }
+            const zone = document.getElementById('drop-zone');
+            for (const type of ['dragenter', 'dragover', 'drop']) {
+                zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+            }
+        }""",
+        files,
+    )
+
+
+def card_locator(page, upload_id=None, *, name=None):
+    """An upload card on a browser page, by upload id or by file name."""
+    if upload_id:
+        return page.locator(f'.upload-card[data-upload-id="{upload_id}"]')
+    return page.locator(".upload-card", has=page.locator(".file-name", has_text=name))
+
+
 # --- uploads --------------------------------------------------------------------------------
 
 
@@ -118,6 +144,11 @@ def order_rows(rows: int, *, price_factor: int = 1, suppliers: int = 20, materia
             f"{quantity * price + quantity * 0.25:.2f}",
             "USD",
         ]
+
+
+def orders_csv_text(rows: int, **options) -> str:
+    lines = [",".join(HEADER)] + [",".join(row) for row in order_rows(rows, **options)]
+    return "\n".join(lines) + "\n"
 
 
 def write_orders(path: Path, rows: int, **options) -> Path:

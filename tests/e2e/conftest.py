@@ -28,6 +28,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    # A page a test fulfils itself (to add a header) has no address Chromium can place on the
+    # loopback network, so its local-network checks would refuse that page's websocket.
+    "--disable-features=LocalNetworkAccessChecks",
 ]
 
 # Runs in every page before its own scripts: remembers each state the live indicator took
@@ -102,9 +105,9 @@ class Screenshots:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def take(self, page, name: str, *, docs_name: str | None = None) -> Path:
+    def take(self, page, name: str, *, docs_name: str | None = None, full_page: bool = False) -> Path:
         path = self.directory / name
-        page.screenshot(path=str(path))
+        page.screenshot(path=str(path), full_page=full_page)
         if docs_name and os.environ.get("INTAKE_UPDATE_DOCS") == "1":
             shutil.copyfile(path, DOCS / docs_name)
         return path
@@ -124,6 +127,7 @@ class SignedInPage:
         self.context, self.page, self.base_url = context, page, base_url
         self.requests: list[tuple[str, str]] = []
         self.sockets: list[list[str]] = []  # one list of received frames per websocket, in order
+        self.sent: list[str] = []  # every frame the page sent, over all its websockets, in order
         page.on("request", lambda request: self.requests.append((request.method, request.url)))
         page.on("websocket", self._watch_socket)
 
@@ -131,6 +135,7 @@ class SignedInPage:
         frames: list[str] = []
         self.sockets.append(frames)
         ws.on("framereceived", lambda payload: frames.append(str(payload)))
+        ws.on("framesent", lambda payload: self.sent.append(str(payload)))
 
     @property
     def frames(self) -> list[str]:
@@ -169,7 +174,8 @@ def signed_in(browser, server, live_worker, django_user_model):
     """signed_in("alice") -> a SignedInPage on the dashboard, signed in through the form."""
     contexts = []
 
-    def sign_in(username: str, *, init_script: str | None = None, wait_live: bool = True) -> SignedInPage:
+    def sign_in(username: str, *, init_script: str | None = None, wait_live: bool = True, prepare=None) -> SignedInPage:
+        """`prepare(context)` runs before the first page opens (to route its requests, say)."""
         password = f"{username}-pass-9f3k"
         django_user_model.objects.create_user(username=username, password=password)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -177,6 +183,8 @@ def signed_in(browser, server, live_worker, django_user_model):
         context.add_init_script(WATCH_PAGE)
         if init_script:
             context.add_init_script(init_script)
+        if prepare:
+            prepare(context)
         page = context.new_page()
         page.set_default_timeout(15_000)
         page.goto(server.url + "/accounts/login/")

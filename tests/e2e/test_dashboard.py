@@ -10,41 +10,13 @@ from playwright.sync_api import expect
 
 from ingestion import services
 from ingestion.models import PurchaseOrderLine, Upload
-from tests.helpers import HEADER, order_rows, wait_for_upload, write_orders
+from tests.helpers import card_locator as card
+from tests.helpers import drop_files, wait_for_upload, write_orders
+from tests.helpers import orders_csv_text as csv_text
 
 pytestmark = pytest.mark.e2e
 
 LIVE = "#live-indicator"
-
-
-def csv_text(rows: int, **options) -> str:
-    lines = [",".join(HEADER)] + [",".join(row) for row in order_rows(rows, **options)]
-    return "\n".join(lines) + "\n"
-
-
-def drop_files(page, files: dict[str, str | int]) -> None:
-    """A real drop: a DataTransfer holding File objects, dispatched on the drop zone.
-    A str value is the file's text; an int is a size, for a file of that many zero bytes."""
-    page.evaluate(
-        """(files) => {
-            const transfer = new DataTransfer();
-            for (const [name, content] of Object.entries(files)) {
-                const body = typeof content === 'number' ? new Uint8Array(content) : content;
-                transfer.items.add(new File([body], name, {type: name.endsWith('.csv') ? 'text/csv' : 'application/octet-stream'}));
-            }
-            const zone = document.getElementById('drop-zone');
-            for (const type of ['dragenter', 'dragover', 'drop']) {
-                zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
-            }
-        }""",
-        files,
-    )
-
-
-def card(page, upload_id=None, *, name=None):
-    if upload_id:
-        return page.locator(f'.upload-card[data-upload-id="{upload_id}"]')
-    return page.locator(".upload-card", has=page.locator(".file-name", has_text=name))
 
 
 def upload_named(name: str) -> Upload:
