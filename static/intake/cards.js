@@ -29,7 +29,9 @@
     var fresh = [];
     Array.prototype.slice.call(tpl.content.children).forEach(function (el) {
       if (el.id === "ws-error") {
-        Intake.toast(el.getAttribute("data-error") || el.textContent, "error");
+        var text = el.getAttribute("data-error") || el.textContent;
+        Intake.lastServerError = { text: text, at: Date.now() };
+        Intake.toast(text, "error");
         return;
       }
       if (el.id === "ws-more") {

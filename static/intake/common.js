@@ -44,14 +44,27 @@
     return "The server refused the request (HTTP " + answer.status + ").";
   };
 
-  Intake.toast = function (message, kind) {
+  /* A message in the corner: gone after 6 s, or, with options.id, kept until
+     Intake.dropToast(id) (the same id replaces the one shown). The same text is never shown
+     twice at once. */
+  Intake.toast = function (message, kind, options) {
     var box = document.getElementById("toasts");
     if (!box || !message) return;
+    var id = options && options.id;
+    Array.prototype.slice.call(box.children).forEach(function (old) {
+      if ((id && old.id === id) || old.textContent === message) old.remove();
+    });
     var item = document.createElement("div");
     item.className = "toast toast-" + (kind || "info");
     item.setAttribute("role", kind === "error" ? "alert" : "status");
     item.textContent = message;
+    if (id) item.id = id;
     box.appendChild(item);
-    setTimeout(function () { item.remove(); }, 6000);
+    if (!id) setTimeout(function () { item.remove(); }, 6000);
+  };
+
+  Intake.dropToast = function (id) {
+    var item = document.getElementById(id);
+    if (item) item.remove();
   };
 })();

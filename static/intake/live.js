@@ -3,7 +3,8 @@
      with a snapshot of the user's unfinished uploads, then carries every change as a card.
    - After ANY close it reconnects with jittered backoff, and the indicator says so. Closed as
      signed out (4401) it stops. Closed by the server for another reason of its own (4000-4999,
-     for example 4429: too many messages) it shows the reason and waits at least 15 s.
+     for example 4429: too many messages) it shows the reason until the socket is back, and
+     waits at least 15 s.
    - Cards that went quiet while unfinished are asked for over the socket ({"action": "sync"}):
      a running one after 1.5 s, a queued one (nothing to report until a worker takes it) after
      30 s.
@@ -63,6 +64,7 @@
       conn.failures = 0;
       conn.retries = 0;
       conn.refused = "";
+      Intake.dropToast("live-refused");
       stopFallback();
       Intake.cards.hideMore(); // the snapshot that comes next says it again if still true
       setIndicator("live");
@@ -88,9 +90,13 @@
     conn.retries += 1;
     if (evt.code >= 4000 && evt.code < 5000) {
       // The server closed us on purpose and said why: show it, and do not come back soon
-      // (nor poll over HTTP instead, which would only move the load elsewhere).
-      conn.refused = evt.reason || "The server closed the live connection (code " + evt.code + ").";
-      Intake.toast(conn.refused, "error");
+      // (nor poll over HTTP instead, which would only move the load elsewhere). The reason is
+      // the close frame's, or else the error the server sent just before closing (a proxy or
+      // daphne may drop a close frame's reason), which is already on screen as a toast.
+      var said = Intake.lastServerError;
+      var fresh = said && Date.now() - said.at < 5000 ? said.text : "";
+      conn.refused = evt.reason || fresh || "The server closed the live connection (code " + evt.code + ").";
+      Intake.toast(conn.refused, "error", { id: "live-refused" }); // kept until the socket is back
       setIndicator("refused", conn.refused);
       delay = Math.max(delay, REFUSED_WAIT_MS + Math.random() * REFUSED_WAIT_MS);
     } else if (conn.failures >= FAILURES_BEFORE_FALLBACK) {
