@@ -5,8 +5,8 @@
    - A newer card is merged into the one on the page (children matched by position and
      data-key, attributes and text copied), never swapped for a new element: the control that
      has the keyboard focus stays the same element, so an update never moves focus or scrolls.
-   - A card the page lacks is inserted at the top of the list (page 1 of the dashboard, or
-     the user's own fresh upload), newest first.
+   - A card the page lacks (on page 1 of the dashboard, or the user's own fresh upload) is
+     inserted where it belongs in the list, newest first, by data-created.
    - The socket's other fragments: #ws-error becomes a toast, #ws-more ("and N more
      unfinished uploads" beyond the capped snapshot) is shown under the list. */
 (function () {
@@ -48,11 +48,24 @@
         fresh.push(el);
       }
     });
-    // Messages list newest first: insert the oldest first so the newest ends on top.
-    for (var i = fresh.length - 1; i >= 0; i--) {
-      list.prepend(fresh[i]);
-      keepCancelling(fresh[i]);
+    fresh.forEach(function (el) {
+      insertInOrder(list, el);
+      keepCancelling(el);
+    });
+  }
+
+  /* The list is newest first: a card goes before the first older one (a snapshot also brings
+     unfinished uploads older than every card on the page: those go to the end). */
+  function insertInOrder(list, el) {
+    var created = Number(el.getAttribute("data-created") || 0);
+    var cards = list.querySelectorAll(".upload-card[data-created]");
+    for (var i = 0; i < cards.length; i++) {
+      if (Number(cards[i].getAttribute("data-created")) < created) {
+        list.insertBefore(el, cards[i]);
+        return;
+      }
     }
+    list.appendChild(el);
   }
 
   function update(current, incoming) {
@@ -169,13 +182,14 @@
 
   // --- which cards went quiet ----------------------------------------------------------------
 
-  /* Unfinished cards not heard of for longer than quietAfter(card) ms. Each is then counted
-     as heard of now: it is asked again only if this question also goes unanswered. */
-  function quietIds(quietAfter) {
+  /* Up to `most` unfinished cards not heard of for longer than quietAfter(card) ms. Each is
+     then counted as heard of now: it is asked again only if this question also goes
+     unanswered (the server answers only with cards that changed). */
+  function quietIds(quietAfter, most) {
     var now = Date.now();
     var ids = [];
     document.querySelectorAll(".upload-card[data-upload-id]").forEach(function (card) {
-      if (Intake.isFinal(card)) return;
+      if (Intake.isFinal(card) || ids.length >= most) return;
       var id = card.getAttribute("data-upload-id");
       if (now - (lastSeen.get(id) || 0) > quietAfter(card)) {
         ids.push(id);

@@ -21,7 +21,7 @@
   var SYNC_EVERY_MS = 1000;
   var QUIET_RUNNING_MS = 1500;
   var QUIET_QUEUED_MS = 30000;
-  var MAX_SYNC = 100;
+  var MAX_SYNC = 25; // ids per sync message: the server answers for at most this many
   var FALLBACK_EVERY_MS = 2000;
 
   var conn = {
@@ -55,7 +55,21 @@
     if (conn.fallback) setIndicator("polling");
     else if (conn.refused) setIndicator("refused", conn.refused);
     else setIndicator(conn.failures || conn.retries ? "reconnecting" : "connecting");
-    var socket = new WebSocket(url.href);
+    var socket;
+    var ended = false;
+    function end(evt) { // once per socket, whichever way it ends
+      if (ended || socket !== conn.socket) return;
+      ended = true;
+      closed(evt);
+    }
+    try {
+      socket = new WebSocket(url.href);
+    } catch (err) {
+      // Refused before any connection (a bad URL, say): a failed try.
+      conn.socket = socket = null;
+      closed({ code: 0, reason: "" });
+      return;
+    }
     conn.socket = socket;
     socket.addEventListener("open", function () {
       if (socket !== conn.socket) return;
@@ -72,8 +86,13 @@
     socket.addEventListener("message", function (evt) {
       if (socket === conn.socket) Intake.cards.apply(evt.data);
     });
-    socket.addEventListener("close", function (evt) {
-      if (socket === conn.socket) closed(evt);
+    socket.addEventListener("close", end);
+    // A socket the browser blocks (a Content-Security-Policy's connect-src) reports only an
+    // error, already closed, and never a close event.
+    socket.addEventListener("error", function () {
+      setTimeout(function () {
+        if (socket.readyState === WebSocket.CLOSED) end({ code: 1006, reason: "" });
+      }, 500);
     });
   }
 
@@ -146,8 +165,8 @@
     if (!conn.open) return;
     var quiet = Intake.cards.quietIds(function (card) {
       return card.getAttribute("data-status") === "queued" ? QUIET_QUEUED_MS : QUIET_RUNNING_MS;
-    });
-    if (quiet.length) send({ action: "sync", upload_ids: quiet.slice(0, MAX_SYNC) });
+    }, MAX_SYNC);
+    if (quiet.length) send({ action: "sync", upload_ids: quiet });
   }, SYNC_EVERY_MS);
 
   // ---- HTTP fallback -------------------------------------------------------------------------
