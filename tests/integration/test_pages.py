@@ -63,7 +63,7 @@ def test_card_buttons_and_the_retry_service_follow_the_model(user, status, actio
     if upload.can_retry:
         assert services.retry_upload(upload=upload, by=user).status == Upload.Status.QUEUED
     else:
-        with pytest.raises(services.UploadRejected, match=f"this one is {status}"):
+        with pytest.raises(services.RetryRefused, match=f"this one is {status}"):
             services.retry_upload(upload=upload, by=user)
         upload.refresh_from_db()
         assert upload.status == status

@@ -99,14 +99,9 @@ def test_dashboard_lists_own_uploads_newest_first(alice, user, other_user, setti
     assert str(foreign.pk) not in html
     assert 'data-socket-url="/ws/uploads/"' in html
     assert "X-CSRFToken" in html  # hx-headers on <body>
-<<<<<<< HEAD
     assert 'data-max-bytes="12345678"' in html
-    assert "/static/django_htmx/ext/hx-ws-2.js" in html and "/static/intake/app.js" in html
-=======
-    assert f'data-max-bytes="{response.context["max_bytes"]}"' in html
     for script in ("common.js", "cards.js", "live.js", "uploader.js"):
         assert f'<script src="/static/intake/{script}" defer></script>' in html
->>>>>>> becf8a9 (The upload card has one home (ingestion/cards.py, templates/ingestion/card.html) and can_cancel/can_retry on the model; the page's JS does every swap (merging a newer card in place, so focus never moves) and the hx-swap-oob/ws-send attributes go; app.js split into common, cards, live (own socket, reconnect after any close) and uploader (XHR with byte progress); no inline style or script)
 
 
 def test_card_carries_the_contract_attributes(alice, user):
