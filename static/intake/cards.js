@@ -71,16 +71,16 @@
   function update(current, incoming) {
     var focused = document.activeElement;
     var hadFocus = !!focused && focused !== current && current.contains(focused);
+    var wasFinal = Intake.isFinal(current);
     morph(current, incoming);
     keepCancelling(current);
     // Only if the focused control itself is gone (Cancel once the upload ended) does focus
     // move, and then to the card: never to another control a second Enter would press.
     if (hadFocus && !focused.isConnected) current.focus({ preventScroll: true });
-    var root = document.getElementById("live-root");
+    // The detail page lists the issues it was rendered with: once the upload ends (again,
+    // after a Retry), say that a reload shows the final ones.
     var stale = document.getElementById("issues-stale");
-    if (stale && root && Intake.FINAL.indexOf(root.getAttribute("data-initial-status")) < 0 && Intake.isFinal(current)) {
-      stale.hidden = false;
-    }
+    if (stale && !wasFinal && Intake.isFinal(current)) stale.hidden = false;
   }
 
   // --- merging a newer card into the one on the page ---------------------------------------

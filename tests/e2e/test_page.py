@@ -262,3 +262,24 @@ def test_queued_cards_are_not_asked_for_every_second(signed_in, tmp_path):
     # Each answer is the card, so the page stays live and the card stays as it is.
     expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
     assert re.search(rf'data-upload-id="{running.pk}"\s+data-status="processing"', "".join(ned.frames))
+
+
+def test_the_detail_page_follows_its_upload_and_says_when_its_issues_are_stale(signed_in, tmp_path):
+    quinn = signed_in("quinn")
+    page = quinn.page
+    owner = get_user_model().objects.get(username="quinn")
+    upload = services.create_upload_from_path(
+        owner=owner, path=write_orders(tmp_path / "followed.csv", 60_000), enqueue=False
+    )
+    page.goto(f"{quinn.base_url}/uploads/{upload.pk}/")
+    expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
+    the_card = card_locator(page, upload.pk)
+    expect(the_card).to_have_attribute("data-status", "queued")
+    expect(page.locator("#issues-stale")).to_be_hidden()
+    services.enqueue_upload(upload=upload)  # queued only now that the page watches
+    expect(the_card).to_have_attribute("data-status", "completed", timeout=120_000)
+    expect(the_card).to_have_attribute("data-processed", "60000")
+    expect(page.locator("#issues-stale")).to_be_visible()
+    # The detail page's own socket (?upload=...) carried it: no HTTP polling.
+    assert not [r for r in quinn.http() if r[0] == "GET" and "/uploads/cards/" in r[1]], quinn.http()
+    assert any(f'data-upload-id="{upload.pk}"' in frame for frame in quinn.sockets[-1])
