@@ -45,7 +45,9 @@ def prepare(conn) -> None:
     conn.execute(
         f"ALTER TABLE {SCHEMA}.line ADD FOREIGN KEY (purchase_order_id) REFERENCES {SCHEMA}.purchase_order (id) {deferred}"
     )
-    conn.execute(f"ALTER TABLE {SCHEMA}.line ADD FOREIGN KEY (material_id) REFERENCES {SCHEMA}.material (id) {deferred}")
+    conn.execute(
+        f"ALTER TABLE {SCHEMA}.line ADD FOREIGN KEY (material_id) REFERENCES {SCHEMA}.material (id) {deferred}"
+    )
     conn.commit()
 
 
@@ -68,9 +70,7 @@ def merge_statements(roles: list[str | None]) -> list[str]:
         else f"'~' || {_norm(text('supplier_name'))}"
     )
     by_name = f"'~' || {_norm(text('material_description'))} || '|' || {_norm(text('unit_of_measure'))}"
-    material_key = (
-        f"coalesce(nullif({text('material_code')}, ''), {by_name})" if "material_code" in roles else by_name
-    )
+    material_key = f"coalesce(nullif({text('material_code')}, ''), {by_name})" if "material_code" in roles else by_name
     date = col("order_date")
     order_date = f"CASE WHEN {date} LIKE '%/%' THEN to_date({date}, 'MM/DD/YYYY') ELSE nullif({date}, '')::date END"
 

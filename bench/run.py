@@ -789,7 +789,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--excel-max-rows", type=int, default=300_000, help="the .xlsx shape only up to this size")
     parser.add_argument("--runs", type=int, default=3, help="timed loads (and references) per file below 1M rows")
     parser.add_argument("--large-runs", type=int, default=1, help="timed loads per file of 1M rows or more")
-    parser.add_argument("--debug-shape", default="erp", help="load this shape (smallest size) with DJANGO_DEBUG=1 too; '' for none")
+    parser.add_argument(
+        "--debug-shape", default="erp", help="load this shape (smallest size) with DJANGO_DEBUG=1 too; '' for none"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-cancel", action="store_true", help="skip the cancel runs")
     parser.add_argument("--no-late-cancel", action="store_true", help="skip the cancel at 90%% of the rows")
@@ -951,7 +953,12 @@ def main(argv: list[str] | None = None) -> int:
             load.update(measure_load(user, path, expected, worker, timeout=args.timeout))
             if load.get("reference_rows_per_s"):
                 load["ratio_to_reference"] = load["e2e_rows_per_s"] / load["reference_rows_per_s"]
-            run = {"label": f"{shape.name} {size_label(rows)} DEBUG=1", "shape": shape.name, "rows": rows, "debug": True}
+            run = {
+                "label": f"{shape.name} {size_label(rows)} DEBUG=1",
+                "shape": shape.name,
+                "rows": rows,
+                "debug": True,
+            }
             summarize(run, [load])
             run.update(loads=[load], peak_rss_mb=load["peak_rss_mb"], counts_as_expected=load["counts_as_expected"])
             log(f"{run['label']}: e2e {load['e2e_rows_per_s']:,.0f} rows/s")

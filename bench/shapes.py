@@ -97,8 +97,7 @@ class Shape:
         columns: list[tuple[str, str | None]] = [
             (h, f)
             for h, f in BASE_COLUMNS
-            if (self.line_numbers or f != "line_number")
-            and (self.codes or f not in ("supplier_code", "material_code"))
+            if (self.line_numbers or f != "line_number") and (self.codes or f not in ("supplier_code", "material_code"))
         ]
         if self.wide:
             # 40 columns: the mapped ones spread among the others, as exports do.
