@@ -184,8 +184,8 @@ class TransactionLineWriter:
         # an earlier batch (a file repeating a line) keeps this upload's created_at: it was
         # counted as created already. Unchanged rows are not touched and return nothing.
         upsert = upsert_lines_sql(
-            "SELECT p, l, m, q, u, t, c, %s::uuid, %s, %s FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], "
-            "%s::numeric[], %s::numeric[], %s::numeric[], %s::text[]) AS v(p, l, m, q, u, t, c)"
+            "SELECT (a->>0)::bigint, (a->>1)::bigint, (a->>2)::bigint, (a->>3)::numeric, (a->>4)::numeric, "
+            "(a->>5)::numeric, a->>6, %s::uuid, %s, %s FROM json_array_elements(%s::json) a"
         )
         return (
             f"WITH written AS ({upsert} RETURNING (xmax = 0) AS inserted, created_at = %s AS ours) "
@@ -202,19 +202,21 @@ class TransactionLineWriter:
         # One statement may not touch a row twice: within a batch, a repeated line's last
         # occurrence wins (across batches the later statement simply overwrites).
         lines = lines.drop_duplicates(["purchase_order_id", "line_number"], keep="last")
-        params = [
-            self.upload_id,
-            self.now,
-            self.now,
-            lines["purchase_order_id"].astype("int64").tolist(),
-            lines["line_number"].astype("int64").tolist(),
-            lines["material_id"].astype("int64").tolist(),
-            _nullable(lines["quantity"]),
-            _nullable(lines["unit_price"]),
-            _nullable(lines["total_price"]),
-            lines["currency"].tolist(),
-            self.now,
-        ]
+        # The batch as ONE JSON parameter, built by pandas in C: psycopg would dump a list
+        # parameter element by element in Python, holding the GIL the pipeline needs.
+        # Amounts stay decimal strings; PostgreSQL casts them exactly.
+        rows = pd.DataFrame(
+            {
+                "p": lines["purchase_order_id"].astype("int64"),
+                "l": lines["line_number"].astype("int64"),
+                "m": lines["material_id"].astype("int64"),
+                "q": lines["quantity"],
+                "u": lines["unit_price"],
+                "t": lines["total_price"],
+                "c": lines["currency"],
+            }
+        )
+        params = [self.upload_id, self.now, self.now, rows.to_json(orient="values", force_ascii=False), self.now]
         self._put(params)
 
     def finish(self, *, on_saving: SavingCallback | None = None) -> tuple[int, int]:
@@ -383,8 +385,3 @@ class StagingLineWriter:
 
 
 LineWriter = TransactionLineWriter | StagingLineWriter
-
-
-def _nullable(values: pd.Series) -> list:
-    """Decimal strings, None for a blank: psycopg sends them as text, PostgreSQL casts."""
-    return values.astype(object).where(values.notna(), None).tolist()
