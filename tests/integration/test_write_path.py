@@ -57,9 +57,8 @@ def resolve_suppliers(cache: IdCache, keys: list[str]):
         "key",
         frame,
         "supplier_key",
-        ["key", "code", "name", "created_at"],
-        lambda new: [(k, k, f"Supplier {k}", NOW) for k in new["supplier_key"]],
-        ["supplier_key"],
+        {"key": "supplier_key", "code": "supplier_code", "name": "supplier_name"},
+        NOW,
     )
 
 
