@@ -49,12 +49,10 @@ def _upsert(model, columns: list[str], rows: pd.DataFrame, key: str, now) -> tup
     names = ", ".join(connection.ops.quote_name(c) for c in insert_columns)
     quoted_key = connection.ops.quote_name(key)
     if connection.vendor != "postgresql":
-        keys = rows[key].tolist()
-        found = _ids(model, key, keys)
-        missing = [(*row, now) for row in _tuples(rows) if row[columns.index(key)] not in found]
-        created = _insert_missing_sqlite(table, names, quoted_key, missing)
-        found.update(created)
-        return found, len(created)
+        existing = _ids(model, key, rows[key].tolist())
+        missing = [(*row, now) for row in _tuples(rows) if row[columns.index(key)] not in existing]
+        inserted = _insert_missing_sqlite(table, names, quoted_key, missing)
+        return {**existing, **inserted}, len(inserted)
     # One statement with the rows as ONE JSON parameter (psycopg dumps a list parameter
     # element by element in Python: 17 us a value, most of a batch's time on a file of many
     # materials). The outer SELECT reads the statement's snapshot, which holds the rows that
