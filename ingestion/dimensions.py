@@ -169,7 +169,9 @@ def upsert_dimensions(lines: pd.DataFrame, cache: IdCache | None = None) -> tupl
     # "completed". The lookups go through the unique keys: on a young database the
     # planner's statistics say the tables are tiny and would pick sequential scans of
     # tables the load itself keeps growing.
-    with transaction.atomic():
+    # Inside a caller's transaction (the pipeline counts the created rows in the same one),
+    # no savepoint: these settings then last until that transaction ends.
+    with transaction.atomic(savepoint=False):
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF; SET LOCAL enable_seqscan TO OFF")
