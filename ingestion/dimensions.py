@@ -116,7 +116,7 @@ class IdCache:
     passes MAX_ENTRIES, so memory stays flat however large the file: a forgotten key costs
     one more indexed lookup, in the batch's single statement."""
 
-    MAX_ENTRIES = 100_000  # per kind: about 20 MB of keys and ids at most
+    MAX_ENTRIES = 100_000  # per kind: about 15 MB for keys of a dozen characters
 
     def __init__(self) -> None:
         self.maps: dict[str, dict[str, int]] = {"supplier": {}, "material": {}, "purchase_order": {}}
