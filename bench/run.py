@@ -1,34 +1,40 @@
-"""`make bench`: load generated purchase-order files through ONE real Celery worker into
-PostgreSQL and measure, beside PostgreSQL's own COPY of the same file.
+"""`make bench`: load files of every shape an ERP exports through ONE real Celery worker
+into PostgreSQL, and measure each beside what PostgreSQL alone does with the same file.
 
-For every file (cached in bench/data/, built by ingestion.sample), on a fresh worker
-(prefork, one child) warmed up by a small load:
-  * COPY rows/s: psycopg `COPY ... FROM STDIN (FORMAT csv)` of the file into one plain
-    table of text columns: the physical limit of this machine and database;
+For every file (a shape of bench/shapes.py at a size, cached in bench/data/), on a fresh
+worker (prefork, one child) warmed up by a small load, `--runs` times (alternating):
+  * reference rows/s: bench/reference.py, PostgreSQL's own COPY into a staging table plus
+    the set-based INSERT ... SELECT ... ON CONFLICT into normalized supplier, material, PO
+    and line tables made like the project's (a separate schema), in one transaction;
   * end-to-end rows/s: rows / (Upload.created_at -> Upload.finished_at), on an empty
     database, through services.create_upload_from_path exactly as the web does; the
-    counts must be those the generator promises;
-  * worker peak RSS: max RSS of the worker's prefork child, sampled every 20 ms;
+    counts must be those the generator promises; and the ratio e2e / reference;
+then once per file:
+  * COPY rows/s: psycopg `COPY ... FROM STDIN (FORMAT csv)` of the file into one plain
+    table of text columns: the physical limit of this machine and database;
+  * worker peak RSS: max RSS of the worker's prefork child over the file's loads, sampled
+    every 20 ms;
   * cancel -> stopped: the same file is loaded again and cancelled (services.cancel_upload)
-    once three batches are in, then again once 90% of its rows are read (nine tenths of
-    its lines are written, not yet committed); time from the request until the row says
-    'cancelled' (the worker's finished_at), and no line of that upload may exist;
+    once three batches are in (and, for the largest erp file, once 90% of its rows are read:
+    nine tenths of its lines are written, not yet committed); time from the request until
+    the row says 'cancelled' (the worker's finished_at), and no line of that upload may exist;
   * with daphne (skip with --no-server), issue 3's live-dashboard figures, through a
     websocket client that is a signed-in dashboard page: progress latency (a state's seq,
     its µs timestamp, -> its fragment's arrival), task end -> final card, cancel sent on
-    the socket -> 'cancelled' card (largest file), and GET / p50/p95 while the worker reads
-    90% of the largest file (during the late-cancel run, so that the page requests, which
-    share the CPUs, do not slow the timed end-to-end load).
+    the socket -> 'cancelled' card (largest erp file), and GET / p50/p95 while the worker
+    reads 90% of the largest erp file (during the late-cancel run, so that the page
+    requests, which share the CPUs, do not slow a timed load).
+Last, one shape is loaded once more by a worker with DJANGO_DEBUG=1 (what `make run` uses).
 
-Prints a table and PASS/FAIL against the issues' targets, writes bench/results.json (with
-machine info and load average: the figures are only as quiet as the machine). Each run's
-figures are plain keys of a dict and the table is built from COLUMNS, so a new figure is
-one entry.
+Prints a table (medians of the runs, with their spread) and PASS/FAIL against the issues'
+targets, writes bench/results.json (every run's figures, machine info and load average: the
+figures are only as quiet as the machine). A new figure is one key in a file's dict and
+one entry in COLUMNS.
 
-    .venv/bin/python bench/run.py [--sizes 100000 1000000] [--messy-sizes 100000]
-        [--shared-worker] [--no-cancel] [--no-late-cancel] [--no-copy] [--no-server]
-        [--page-requests 1000] [--rebuild]
-    make bench BENCH_ARGS="--sizes 100000 --messy-sizes"
+    .venv/bin/python bench/run.py [--shapes erp wide ...] [--sizes 300000 1000000]
+        [--runs 3] [--large-runs 1] [--debug-shape erp] [--no-cancel] [--no-late-cancel]
+        [--no-copy] [--no-reference] [--no-server] [--page-requests 1000] [--rebuild]
+    make bench BENCH_ARGS="--shapes erp --sizes 300000 --runs 1"
 
 Environment: DATABASE_URL or BENCH_DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/intake_bench; created and migrated if missing; its
@@ -66,21 +72,26 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/intake_bench"
 BENCH_USER = "bench"
 
 TARGETS = {
-    "e2e_rows_per_s_100k": 20_000,  # issue 2
-    "peak_rss_mb": 300,  # issue 2, on 1M rows the same as on 100k
+    "ratio_to_reference": 0.8,  # issue 7: e2e at least 0.8x the set-based reference, every shape
+    "peak_rss_mb": 300,  # issues 2 and 7: on every shape, 1M rows included
     "cancel_ms": 1_000,  # issue 2: cancel request -> task ended
     "cancel_click_to_card_ms": 1_000,  # issue 3: click -> cancelled card at the page
     "progress_latency_p95_ms": 50,  # issue 3: batch -> its fragment at the page
     "page_load_p95_ms": 200,  # issue 3: GET / during a 1M-row load
 }
 
-# (key in a run's dict, header, format). A missing value prints as '-'.
+# (key in a file's dict, header, format). A missing value prints as '-'. Figures measured
+# in every run are the runs' median; "<key>_spread" holds (min, max).
 COLUMNS = [
     ("label", "file", "{}"),
-    ("rows", "rows", "{:,}"),
     ("e2e_rows_per_s", "e2e rows/s", "{:,.0f}"),
+    ("e2e_rows_per_s_spread", "e2e min-max", "{0[0]:,.0f}-{0[1]:,.0f}"),
+    ("reference_rows_per_s", "reference rows/s", "{:,.0f}"),
+    ("reference_rows_per_s_spread", "ref min-max", "{0[0]:,.0f}-{0[1]:,.0f}"),
+    ("ratio_to_reference", "e2e/ref", "{:.2f}"),
+    ("ratio_to_reference_spread", "ratio min-max", "{0[0]:.2f}-{0[1]:.2f}"),
+    ("runs", "runs", "{}"),
     ("copy_rows_per_s", "COPY rows/s", "{:,.0f}"),
-    ("ratio_to_copy", "e2e/COPY", "{:.1%}"),
     ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("cancel_ms", "cancel->stopped ms", "{:.0f}"),
     ("cancel_late_ms", "cancel at 90% ms", "{:.0f}"),
@@ -88,8 +99,9 @@ COLUMNS = [
     # Issue 3 (live dashboard), measured with a websocket client as a page.
     ("progress_latency_p95_ms", "progress p95 ms", "{:.0f}"),
     ("cancel_click_to_card_ms", "cancel click->card ms", "{:.0f}"),
-    ("final_card_ms", "end->final card ms", "{:.0f}"),
 ]
+# Measured in every run: reported as median and spread.
+PER_RUN = ("e2e_rows_per_s", "reference_rows_per_s", "ratio_to_reference", "progress_latency_p95_ms")
 
 
 def log(message: str) -> None:
@@ -146,22 +158,38 @@ def empty_tables() -> None:
         cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
         for table in tables:
             cursor.execute(f"ANALYZE {table}")
+        # The previous load's dirty pages are written now, not during the next timed one.
+        cursor.execute("CHECKPOINT")
 
 
-def sample_file(rows: int, *, messy: bool, seed: int, rebuild: bool) -> tuple[Path, dict]:
-    """The cached sample file and its expected counts (bench/data/*.json beside it)."""
-    from ingestion.sample import write_sample
+def shape_file(shape, rows: int, *, seed: int, rebuild: bool) -> tuple[Path, Path, dict]:
+    """The cached file of a shape, the CSV the reference loads (the same file, or a
+    workbook's CSV twin) and the counts the pipeline must report (a .json beside it)."""
+    from bench.shapes import write_shape
 
     DATA.mkdir(parents=True, exist_ok=True)
-    path = DATA / f"po_{rows}_seed{seed}{'_messy' if messy else ''}.csv"
+    path = DATA / shape.file_name(rows, seed)
     meta = path.with_suffix(".json")
-    if rebuild or not path.exists() or not meta.exists():
+    twin = path.with_suffix(".twin.csv") if shape.excel else path
+    if rebuild or not path.exists() or not meta.exists() or not twin.exists():
         log(f"building {path.name}")
         started = time.monotonic()
-        stats = write_sample(path, rows=rows, seed=seed, messy=messy)
-        meta.write_text(json.dumps(stats.as_dict(), indent=1))
+        meta.write_text(json.dumps(write_shape(path, shape=shape, rows=rows, seed=seed), indent=1))
+        if shape.excel:
+            write_shape(twin, shape=shape, rows=rows, seed=seed, as_csv=True)
         log(f"built {path.name} ({path.stat().st_size / 1_048_576:.0f} MB) in {time.monotonic() - started:.1f} s")
-    return path, json.loads(meta.read_text())
+    return path, twin, json.loads(meta.read_text())
+
+
+def check_mapping(shapes) -> None:
+    """Every shape's file columns must map to exactly the fields the shape says."""
+    from ingestion.columns import resolve_columns
+
+    for shape in shapes:
+        want = {field: header for header, field in shape.columns if field}
+        got = resolve_columns(shape.headers, {})
+        if got != want:
+            raise SystemExit(f"shape {shape.name}: the headers map to {got}, not {want}")
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -702,49 +730,73 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def check_targets(runs: list[dict]) -> dict:
-    checks = {}
+def markdown(runs: list[dict]) -> str:
+    """The same table in Markdown, for the READMEs."""
+    present = [c for c in COLUMNS if any(run.get(c[0]) is not None for run in runs)]
+    lines = ["| " + " | ".join(header for _, header, _ in present) + " |"]
+    lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(present))) + "|")
     for run in runs:
-        if run["rows"] == 100_000 and not run.get("messy") and run.get("e2e_rows_per_s"):
-            checks["e2e >= 20,000 rows/s on 100k"] = run["e2e_rows_per_s"] >= TARGETS["e2e_rows_per_s_100k"]
+        cells = [fmt.format(run[key]) if run.get(key) is not None else "" for key, _, fmt in present]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def check_targets(files: list[dict]) -> dict:
+    checks = {}
+    for run in files:
+        label = run["label"]
+        if run.get("ratio_to_reference") is not None and not run.get("debug"):
+            checks[f"e2e >= 0.8x reference ({label})"] = run["ratio_to_reference"] >= TARGETS["ratio_to_reference"]
         if run.get("peak_rss_mb"):
-            checks[f"peak RSS <= 300 MB ({run['label']})"] = run["peak_rss_mb"] <= TARGETS["peak_rss_mb"]
+            checks[f"peak RSS <= 300 MB ({label})"] = run["peak_rss_mb"] <= TARGETS["peak_rss_mb"]
         for key in ("cancel_ms", "cancel_late_ms"):
             if run.get(key) is not None:
-                checks[f"{key.replace('_ms', '')} <= 1 s ({run['label']})"] = run[key] <= TARGETS["cancel_ms"]
+                checks[f"{key.replace('_ms', '')} <= 1 s ({label})"] = run[key] <= TARGETS["cancel_ms"]
         for key in ("cancel_verified", "cancel_late_verified"):
             if key in run:
-                checks[f"{key.replace('_verified', '')} left no lines ({run['label']})"] = bool(run[key])
+                checks[f"{key.replace('_verified', '')} left no lines ({label})"] = bool(run[key])
         if "counts_as_expected" in run:
-            checks[f"counts as generated ({run['label']})"] = bool(run["counts_as_expected"])
+            checks[f"counts as generated ({label})"] = bool(run["counts_as_expected"])
+        if "reference_counts_as_expected" in run:
+            checks[f"reference counts as generated ({label})"] = bool(run["reference_counts_as_expected"])
         for key in ("progress_latency_p95_ms", "page_load_p95_ms", "cancel_click_to_card_ms"):
             if run.get(key) is not None:
-                checks[f"{key} <= {TARGETS[key]} ({run['label']})"] = run[key] <= TARGETS[key]
+                checks[f"{key} <= {TARGETS[key]} ({label})"] = run[key] <= TARGETS[key]
         if "ws_cancel_verified" in run:
-            checks[f"websocket cancel left no lines ({run['label']})"] = bool(run["ws_cancel_verified"])
-    rss = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") and not r.get("messy")]
-    if len(rss) >= 2:
-        # "the same as on 100k": within 20% of the smallest file's peak.
-        checks["peak RSS flat across sizes (within 20%)"] = max(rss) <= 1.2 * min(rss)
+            checks[f"websocket cancel left no lines ({label})"] = bool(run["ws_cancel_verified"])
     return checks
+
+
+def summarize(run: dict, loads: list[dict]) -> None:
+    """The runs' median (and min, max) of each per-run figure, into the file's dict."""
+    for key in PER_RUN:
+        values = [load[key] for load in loads if load.get(key) is not None]
+        if values:
+            run[key] = statistics.median(values)
+            run[f"{key}_spread"] = (min(values), max(values))
+    run["runs"] = len(loads)
 
 
 # --- main --------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.shapes import SHAPES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000], help="clean files' row counts")
-    parser.add_argument("--messy-sizes", type=int, nargs="*", default=[100_000], help="messy files' row counts")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES), help="file shapes")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[300_000, 1_000_000], help="row counts")
+    parser.add_argument("--excel-max-rows", type=int, default=300_000, help="the .xlsx shape only up to this size")
+    parser.add_argument("--runs", type=int, default=3, help="timed loads (and references) per file below 1M rows")
+    parser.add_argument("--large-runs", type=int, default=1, help="timed loads per file of 1M rows or more")
     parser.add_argument(
-        "--shared-worker",
-        action="store_true",
-        help="one worker for all files (default: a fresh worker per file, so RSS figures do not depend on order)",
+        "--debug-shape", default="erp", help="load this shape (smallest size) with DJANGO_DEBUG=1 too; '' for none"
     )
+    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-cancel", action="store_true", help="skip the cancel runs")
     parser.add_argument("--no-late-cancel", action="store_true", help="skip the cancel at 90%% of the rows")
-    parser.add_argument("--no-copy", action="store_true", help="skip the COPY baseline")
+    parser.add_argument("--no-copy", action="store_true", help="skip the bare COPY figure")
+    parser.add_argument("--no-reference", action="store_true", help="skip the set-based reference")
     parser.add_argument("--no-server", action="store_true", help="no daphne: skip GET / and websocket figures")
     parser.add_argument(
         "--page-requests",
@@ -752,8 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="at most this many GET / while the largest file is read (needs the late cancel run)",
     )
-    parser.add_argument("--debug", action="store_true", help="run the worker and daphne with DJANGO_DEBUG=1")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the cached sample files")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the cached files")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one load may take")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args(argv)
@@ -770,8 +821,8 @@ def main(argv: list[str] | None = None) -> int:
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         MEDIA_ROOT=str(media),
-        # Production settings unless --debug: DEBUG keeps every query's SQL in memory.
-        DJANGO_DEBUG="1" if args.debug else "0",
+        # Production settings: DEBUG keeps every query's SQL in memory (see --debug-shape).
+        DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
         LOG_LEVEL=os.environ.get("LOG_LEVEL", "ERROR"),
         CHANNELS_PREFIX=os.environ.get("CHANNELS_PREFIX", "intake-bench"),
@@ -783,13 +834,37 @@ def main(argv: list[str] | None = None) -> int:
     setup_django(env)
     from django.conf import settings
 
+    from bench.reference import measure as measure_reference
+
     user = bench_user()
     batch_rows = settings.INGEST_BATCH_ROWS
-    plan = [(rows, False) for rows in args.sizes] + [(rows, True) for rows in args.messy_sizes]
+    shapes = [SHAPES[name] for name in args.shapes]
+    check_mapping(shapes)
     files = [
-        (rows, messy, *sample_file(rows, messy=messy, seed=args.seed, rebuild=args.rebuild)) for rows, messy in plan
+        (shape, rows, *shape_file(shape, rows, seed=args.seed, rebuild=args.rebuild))
+        for rows in args.sizes
+        for shape in shapes
+        if not (shape.excel and rows > args.excel_max_rows)
     ]
-    largest = max((rows for rows, messy, *_ in files if not messy), default=None)
+    erp_sizes = [rows for shape, rows, *_ in files if shape.name == "erp"]
+    # The live figures under load (GET /, cancel at 90%, websocket cancel) on the largest erp file.
+    largest = ("erp", max(erp_sizes)) if erp_sizes else None
+
+    def size_label(rows: int) -> str:
+        return f"{rows // 1000}k" if rows < 1_000_000 else f"{rows / 1e6:g}M"
+
+    def reference(shape, twin: Path, rows: int, expected: dict) -> dict:
+        if args.no_reference:
+            return {}
+        figures = measure_reference(database_url, twin, roles=shape.roles, rows=rows)
+        made = figures["reference_counts"]
+        figures["reference_counts_as_expected"] = made == {
+            "supplier": expected["suppliers"],
+            "material": expected["materials"],
+            "purchase_order": expected["purchase_orders"],
+            "line": expected["lines"],
+        }
+        return figures
 
     logs = DATA / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -801,26 +876,25 @@ def main(argv: list[str] | None = None) -> int:
             server = Daphne(env, logs / "daphne.log")
             server.start()
             cookie = session_cookie(user)
-        for n, (rows, messy, path, expected) in enumerate(files):
-            label = (f"{rows // 1000}k" if rows < 1_000_000 else f"{rows / 1e6:g}M") + (" messy" if messy else "")
-            run = {
+        for n, (shape, rows, path, twin, expected) in enumerate(files):
+            label = f"{shape.name} {size_label(rows)}"
+            run: dict = {
                 "label": label,
+                "shape": shape.name,
+                "description": shape.description,
                 "rows": rows,
-                "messy": messy,
                 "file": path.name,
                 "file_mb": round(path.stat().st_size / 1_048_576, 1),
                 "expected": expected,
             }
-            if worker is None or not args.shared_worker:
-                if worker is not None:
-                    worker.stop()
-                log(f"starting a worker (batch {batch_rows} rows, redis {redis_url})")
-                worker = Worker(env, logs / f"worker-{n}.log")
-                worker.start()
-                warm_up(user, timeout=args.timeout)
+            if worker is not None:
+                worker.stop()
+            log(f"starting a worker (batch {batch_rows} rows, redis {redis_url})")
+            worker = Worker(env, logs / f"worker-{n}.log")
+            worker.start()
+            warm_up(user, timeout=args.timeout)
             if not args.no_copy:
-                run.update(measure_copy(database_url, path, rows))
-                log(f"{label}: COPY {run['copy_rows_per_s']:,.0f} rows/s")
+                run.update(measure_copy(database_url, twin, rows))
             if server is not None:
                 monitor = LiveMonitor(server.port, cookie)
                 monitor.start()
@@ -828,34 +902,66 @@ def main(argv: list[str] | None = None) -> int:
                 if monitor.failed:
                     log(f"websocket unavailable, no live figures: {monitor.failed}")
                     monitor = None
-            pages_here = server is not None and rows == largest and not messy
-            run.update(measure_load(user, path, expected, worker, timeout=args.timeout, monitor=monitor))
-            if run.get("copy_rows_per_s"):
-                run["ratio_to_copy"] = run["e2e_rows_per_s"] / run["copy_rows_per_s"]
-            log(
-                f"{label}: {run['status']} in {run['e2e_seconds']:.1f} s, {run['e2e_rows_per_s']:,.0f} rows/s, "
-                f"peak RSS {run['peak_rss_mb']:.0f} MB"
-            )
+            loads = []
+            for i in range(args.large_runs if rows >= 1_000_000 else args.runs):
+                load = reference(shape, twin, rows, expected)
+                load.update(measure_load(user, path, expected, worker, timeout=args.timeout, monitor=monitor))
+                if load.get("reference_rows_per_s"):
+                    load["ratio_to_reference"] = load["e2e_rows_per_s"] / load["reference_rows_per_s"]
+                loads.append(load)
+                log(
+                    f"{label} run {i + 1}: {load['status']}, e2e {load['e2e_rows_per_s']:,.0f} rows/s, reference "
+                    f"{load.get('reference_rows_per_s') or float('nan'):,.0f} rows/s, ratio "
+                    f"{load.get('ratio_to_reference') or float('nan'):.2f}, peak RSS {load['peak_rss_mb']:.0f} MB"
+                )
+            summarize(run, loads)
+            run["loads"] = loads
+            run["peak_rss_mb"] = max(load["peak_rss_mb"] for load in loads)
+            run["counts_as_expected"] = all(load["counts_as_expected"] for load in loads)
+            if not args.no_reference:
+                run["reference_counts_as_expected"] = all(load["reference_counts_as_expected"] for load in loads)
+            here = (shape.name, rows) == largest
             if not args.no_cancel:
                 run.update(measure_cancel(user, path, late=False, batch_rows=batch_rows, timeout=args.timeout))
                 log(f"{label}: cancel -> stopped {run.get('cancel_ms') or float('nan'):.0f} ms")
-                if not args.no_late_cancel:
-                    loader = PageLoader(server.port, cookie, limit=args.page_requests) if pages_here else None
+                if here and not args.no_late_cancel:
+                    loader = PageLoader(server.port, cookie, limit=args.page_requests) if server else None
                     run.update(
                         measure_cancel(
                             user, path, late=True, batch_rows=batch_rows, timeout=args.timeout, page_loader=loader
                         )
                     )
                     log(f"{label}: cancel at 90% -> stopped {run.get('cancel_late_ms') or float('nan'):.0f} ms")
-                if monitor is not None and rows == largest and not messy:
+                if monitor is not None and here:
                     run.update(measure_ws_cancel(user, path, monitor, batch_rows=batch_rows, timeout=args.timeout))
                     log(
                         f"{label}: websocket cancel click -> cancelled card {run.get('cancel_click_to_card_ms') or float('nan'):.0f} ms"
                     )
-            run["worker_rss_after_mb"] = worker.child_rss() / 1_048_576
             if monitor is not None:
                 monitor.stop()
                 monitor = None
+            runs.append(run)
+        debug_files = [f for f in files if f[0].name == args.debug_shape]
+        if debug_files:
+            shape, rows, path, twin, expected = min(debug_files, key=lambda f: f[1])
+            worker.stop()
+            log("starting a worker with DJANGO_DEBUG=1")
+            worker = Worker({**env, "DJANGO_DEBUG": "1"}, logs / "worker-debug.log")
+            worker.start()
+            warm_up(user, timeout=args.timeout)
+            load = reference(shape, twin, rows, expected)
+            load.update(measure_load(user, path, expected, worker, timeout=args.timeout))
+            if load.get("reference_rows_per_s"):
+                load["ratio_to_reference"] = load["e2e_rows_per_s"] / load["reference_rows_per_s"]
+            run = {
+                "label": f"{shape.name} {size_label(rows)} DEBUG=1",
+                "shape": shape.name,
+                "rows": rows,
+                "debug": True,
+            }
+            summarize(run, [load])
+            run.update(loads=[load], peak_rss_mb=load["peak_rss_mb"], counts_as_expected=load["counts_as_expected"])
+            log(f"{run['label']}: e2e {load['e2e_rows_per_s']:,.0f} rows/s")
             runs.append(run)
     finally:
         if monitor is not None:
@@ -873,20 +979,24 @@ def main(argv: list[str] | None = None) -> int:
     machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results = {
         "machine": machine,
+        "command": " ".join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": {
             "INGEST_BATCH_ROWS": batch_rows,
             "DEBUG": settings.DEBUG,
             "worker_concurrency": 1,
             "seed": args.seed,
-            "fresh_worker_per_file": not args.shared_worker,
+            "runs": args.runs,
+            "large_runs": args.large_runs,
         },
         "targets": TARGETS,
-        "runs": runs,
+        "files": runs,
         "checks": checks,
     }
     Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n")
     print()
     print(table(runs))
+    print()
+    print(markdown(runs))
     print()
     for name, ok in checks.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")

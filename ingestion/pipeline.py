@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from . import loading
+from . import dimensions, line_writers
 from .columns import MappingError, resolve_columns
 from .models import RowIssue, Upload
 from .outcomes import Cancelled, PipelineError
@@ -43,7 +43,7 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
     upload.resolved_field_to_header = columns
     upload.total_rows = table.estimated_rows
     on_progress(upload, f"Reading {table.description}")
-    with loading.open_line_writer(upload.pk, should_stop=should_stop) as writer:
+    with line_writers.open_line_writer(upload.pk, should_stop=should_stop) as writer:
         _load_batches(upload, table, columns, writer, should_stop=should_stop, on_progress=on_progress)
         upload.total_rows = upload.processed_rows
         counted = upload.imported_rows + upload.rejected_rows
@@ -67,7 +67,7 @@ def _load_batches(
     upload: Upload,
     table: Table,
     columns: dict[str, str],
-    writer: loading.LineWriter,
+    writer: line_writers.LineWriter,
     *,
     should_stop: Callable[[], bool],
     on_progress: ProgressCallback,
@@ -75,7 +75,7 @@ def _load_batches(
     """Every batch: validate (a batch ahead, in a thread), resolve ids, hand the lines to the
     writer, store the row issues, count, report."""
     line_counters: dict[str, int] = {}
-    ids = loading.IdCache()
+    ids = dimensions.IdCache()
     stored_issues = 0
 
     def validated_batches():
@@ -178,14 +178,14 @@ def prefetch(items: Iterator, *, should_stop: Callable[[], bool], depth: int = 2
         thread.join(timeout=10)
 
 
-def _upsert_dimensions(upload: Upload, lines: pd.DataFrame, ids: loading.IdCache) -> pd.DataFrame:
+def _upsert_dimensions(upload: Upload, lines: pd.DataFrame, ids: dimensions.IdCache) -> pd.DataFrame:
     """Create the batch's missing suppliers, materials and purchase orders and count them on
     the upload's row in the same transaction. They are kept however the load ends (other
     uploads may use them at once), so the count must never miss a committed row: not when a
     cancel interrupts the batch halfway, not when the worker dies right after. A retry or a
     takeover then adds to this count, and the upload's card tells how many it created."""
     with transaction.atomic():
-        lines, created = loading.upsert_dimensions(lines, ids)
+        lines, created = dimensions.upsert_dimensions(lines, ids)
         if created.suppliers or created.materials or created.purchase_orders:
             Upload.objects.filter(pk=upload.pk).update(
                 created_suppliers=F("created_suppliers") + created.suppliers,

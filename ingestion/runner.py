@@ -10,7 +10,7 @@ The threads of one load, all in the worker's pool process:
   connection;
 - the prefetch thread (`pipeline.prefetch`) reads and validates the next batch while this
   one is written;
-- the line writer (`loading.TransactionLineWriter`, PostgreSQL only) upserts each batch's
+- the line writer (`line_writers.TransactionLineWriter`, PostgreSQL only) upserts each batch's
   lines one batch behind, inside one transaction on its own connection, and commits it at
   the end;
 - the publisher loop (`realtime.publish`, one per process) sends the upload's card to the
@@ -248,7 +248,7 @@ def _claim(*, upload_id, task_id: str) -> Upload | None:
 def _statement_interrupter(upload_id) -> Callable[[], None]:
     """A function another thread may call to stop the statements this thread is running,
     on its own connection and on the upload's line writer's."""
-    from .loading import interrupt_line_writes
+    from .line_writers import interrupt_line_writes
 
     connection.ensure_connection()
     raw = connection.connection

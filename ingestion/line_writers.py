@@ -1,0 +1,387 @@
+"""Writing an upload's lines so that they become visible all at once or not at all.
+
+`open_line_writer` picks the writer for the database:
+
+- PostgreSQL (`TransactionLineWriter`): each batch's lines go straight into the lines
+  table, inside ONE transaction on a connection of the writer's own that stays open from
+  the first batch to the last; progress and dimensions commit on the main connection
+  meanwhile, so every page sees them.
+- SQLite (`StagingLineWriter`), which allows one writer at a time (an open write
+  transaction would lock out the progress updates): lines are staged in a table of their
+  own and merged in one transaction at the end.
+
+Both write with the same upsert (`upsert_lines_sql`): a line is identified by its purchase
+order and line number, a changed value updates it, an unchanged line is not touched. Until
+the writer commits, the lines are exactly as they were."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from queue import Empty, Full, Queue
+
+import pandas as pd
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.utils import timezone
+
+from .models import PurchaseOrderLine, StagedLine
+from .outcomes import Cancelled
+
+MERGE_CHUNK = 20_000  # staged rows per merge statement (SQLite); cancel is checked between them
+
+SavingCallback = Callable[[int, int], None]
+
+log = logging.getLogger(__name__)
+
+LINE_COLUMNS = (
+    "purchase_order_id",
+    "line_number",
+    "material_id",
+    "quantity",
+    "unit_price",
+    "total_price",
+    "currency",
+    "upload_id",
+    "created_at",
+    "updated_at",
+)
+# What a later load may change on an existing line (a change counts it as updated).
+VALUE_COLUMNS = ("material_id", "quantity", "unit_price", "total_price", "currency")
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def upsert_lines_sql(select: str) -> str:
+    """INSERT the rows `select` produces (LINE_COLUMNS, in order) into the lines table; a
+    line already there takes the new values only if one of them differs, so an unchanged
+    line is neither written nor returned by a RETURNING clause."""
+    lines = _table(PurchaseOrderLine)
+    changed = " OR ".join(f"{lines}.{c} IS DISTINCT FROM excluded.{c}" for c in VALUE_COLUMNS)
+    return (
+        f"INSERT INTO {lines} ({', '.join(LINE_COLUMNS)}) {select} "
+        "ON CONFLICT (purchase_order_id, line_number) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in (*VALUE_COLUMNS, "upload_id", "updated_at"))
+        + f" WHERE {changed}"
+    )
+
+
+# Writers open in this process, by upload id: a cancel interrupts their running statement.
+_open_writers: dict[str, TransactionLineWriter] = {}
+_open_writers_lock = threading.Lock()
+
+
+def interrupt_line_writes(upload_id) -> None:
+    """Stop the statement an upload's line writer is running (called from another thread
+    on cancel: a statement may be waiting on lines another upload holds)."""
+    with _open_writers_lock:
+        writer = _open_writers.get(str(upload_id))
+    if writer is not None:
+        writer.interrupt()
+
+
+def open_line_writer(upload_id, *, should_stop: Callable[[], bool]) -> LineWriter:
+    """The writer for this database; use it as a context manager: leaving the block without
+    `finish` rolls every line back."""
+    if connection.vendor == "postgresql":
+        return TransactionLineWriter(upload_id, should_stop=should_stop)
+    return StagingLineWriter(upload_id, should_stop=should_stop)
+
+
+class TransactionLineWriter:
+    """PostgreSQL: lines are upserted batch by batch inside one transaction held open on a
+    connection of the writer's own, and committed by `finish`.
+
+    The writes run in a thread of their own, one batch behind the pipeline: while
+    PostgreSQL inserts a batch's lines and checks their foreign keys (SET CONSTRAINTS ALL
+    IMMEDIATE, so the checks go with each batch instead of piling up at the commit), the
+    pipeline is already reading, validating and resolving the next. Nothing is copied
+    twice. If the worker dies PostgreSQL rolls the transaction back, and if its machine
+    vanishes `idle_in_transaction_session_timeout` frees the lines it held."""
+
+    IDLE_TIMEOUT = "120s"
+    PENDING = 2  # batches handed over but not yet written: bounds memory, keeps the writer busy
+
+    def __init__(self, upload_id, *, should_stop: Callable[[], bool]) -> None:
+        self.upload_id = str(upload_id)
+        self.should_stop = should_stop
+        self.now: datetime = timezone.now()
+        self.created = self.updated = 0
+        self._jobs: Queue = Queue(maxsize=self.PENDING)
+        self._error: BaseException | None = None
+        self._raw = None
+        self._busy = threading.Lock()  # held while a statement runs
+        self._ready = threading.Event()
+        self._closing = threading.Event()
+        self._committing = self._committed = False
+        self._thread = threading.Thread(target=self._run, name=f"line-writer-{self.upload_id}", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        with _open_writers_lock:
+            _open_writers[self.upload_id] = self
+
+    # The writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        db = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            db.ensure_connection()
+            db.set_autocommit(False)
+            with db.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                # The upload's status row, committed after this with the usual flush, makes
+                # both durable; nobody reads "completed" before it.
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{self.IDLE_TIMEOUT}'")
+                # The foreign-key checks are planned once, at the first batch. On a young
+                # database the referenced tables are tiny then, the planner picks a
+                # sequential scan, and every later check scans a table that the load itself
+                # keeps growing (a 100k-row first load took 23 s instead of 3). This
+                # transaction reads tables only through their keys: forbid the scan.
+                cursor.execute("SET LOCAL enable_seqscan TO OFF")
+            self._raw = db.connection
+        except BaseException as exc:  # noqa: BLE001 - handed to the pipeline
+            self._error = exc
+            self._ready.set()
+            db.close()
+            return
+        self._ready.set()
+        sql = self._statement()
+        try:
+            while not self._closing.is_set():
+                try:
+                    job = self._jobs.get(timeout=0.1)
+                except Empty:
+                    continue
+                if job is _COMMIT:
+                    self._committing = True  # the point of no return: a cancel now comes too late
+                    db.commit()
+                    self._committed = True
+                    return
+                with self._busy, db.cursor() as cursor:
+                    cursor.execute(sql, job)
+                    new, changed_rows = cursor.fetchone()
+                self.created += new
+                self.updated += changed_rows
+        except BaseException as exc:  # noqa: BLE001 - handed to the pipeline
+            self._error = exc
+        finally:
+            if not self._committed:
+                try:
+                    db.rollback()
+                except Exception:  # noqa: BLE001 - closing the connection rolls back as well
+                    pass
+            db.close()
+
+    @staticmethod
+    def _statement() -> str:
+        # xmax = 0 marks a freshly inserted row. A row updated here that this upload created in
+        # an earlier batch (a file repeating a line) keeps this upload's created_at: it was
+        # counted as created already. Unchanged rows are not touched and return nothing.
+        upsert = upsert_lines_sql(
+            "SELECT (a->>0)::bigint, (a->>1)::bigint, (a->>2)::bigint, (a->>3)::numeric, (a->>4)::numeric, "
+            "(a->>5)::numeric, a->>6, %s::uuid, %s, %s FROM json_array_elements(%s::json) a"
+        )
+        return (
+            f"WITH written AS ({upsert} RETURNING (xmax = 0) AS inserted, created_at = %s AS ours) "
+            "SELECT COUNT(*) FILTER (WHERE inserted), COUNT(*) FILTER (WHERE NOT inserted AND NOT ours) FROM written"
+        )
+
+    # The pipeline's side ------------------------------------------------------------------
+
+    def write(self, lines: pd.DataFrame) -> None:
+        """Hand a batch's lines to the writer; waits only while PENDING batches are queued."""
+        self._raise_if_failed()
+        if lines.empty:
+            return
+        # One statement may not touch a row twice: within a batch, a repeated line's last
+        # occurrence wins (across batches the later statement simply overwrites).
+        lines = lines.drop_duplicates(["purchase_order_id", "line_number"], keep="last")
+        # The batch as ONE JSON parameter, built by pandas in C: psycopg would dump a list
+        # parameter element by element in Python, holding the GIL the pipeline needs.
+        # Amounts stay decimal strings; PostgreSQL casts them exactly.
+        rows = pd.DataFrame(
+            {
+                "p": lines["purchase_order_id"].astype("int64"),
+                "l": lines["line_number"].astype("int64"),
+                "m": lines["material_id"].astype("int64"),
+                "q": lines["quantity"],
+                "u": lines["unit_price"],
+                "t": lines["total_price"],
+                "c": lines["currency"],
+            }
+        )
+        params = [self.upload_id, self.now, self.now, rows.to_json(orient="values", force_ascii=False), self.now]
+        self._put(params)
+
+    def finish(self, *, on_saving: SavingCallback | None = None) -> tuple[int, int]:
+        """Wait for the last batches, then commit every line at once. Returns (created, updated)."""
+        self._put(_COMMIT)
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.1)
+            if self.should_stop() and not self._committing:
+                raise Cancelled()
+        self._raise_if_failed()
+        if not self._committed:
+            raise Cancelled()
+        return self.created, self.updated
+
+    def _put(self, job) -> None:
+        while True:
+            self._raise_if_failed()
+            if self.should_stop():
+                raise Cancelled()
+            if not self._thread.is_alive():
+                raise RuntimeError("the line writer stopped unexpectedly")
+            try:
+                self._jobs.put(job, timeout=0.1)
+                return
+            except Full:
+                continue
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def interrupt(self) -> None:
+        """Stop the running statement (from any thread); the transaction then rolls back."""
+        if self._raw is None or not self._busy.locked() or self._committing:
+            return
+        try:
+            self._raw.cancel_safe(timeout=2)
+        except Exception:  # noqa: BLE001 - the checks between batches still stop the run
+            log.debug("could not interrupt the line writer", exc_info=True)
+
+    def close(self) -> None:
+        """Roll back whatever was not committed and drop the connection."""
+        with _open_writers_lock:
+            _open_writers.pop(self.upload_id, None)
+        if self._thread.is_alive():
+            self._closing.set()
+            self.interrupt()
+            self._thread.join(timeout=30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_COMMIT = object()
+
+
+STAGED_COLUMNS = [
+    "upload_id",
+    "purchase_order_id",
+    "line_number",
+    "material_id",
+    "quantity",
+    "unit_price",
+    "total_price",
+    "currency",
+    "source_row",
+]
+
+
+class StagingLineWriter:
+    """SQLite: lines are staged batch by batch (committed, so progress stays visible) and
+    merged into the lines table in one transaction by `finish`."""
+
+    def __init__(self, upload_id, *, should_stop: Callable[[], bool]) -> None:
+        self.upload_id = upload_id
+        self.should_stop = should_stop
+        self._upload = upload_id.hex  # how Django stores a UUID on SQLite
+
+    def write(self, lines: pd.DataFrame) -> None:
+        if lines.empty:
+            return
+        frame = pd.DataFrame(
+            {
+                "upload_id": self._upload,
+                "purchase_order_id": lines["purchase_order_id"].astype("int64"),
+                "line_number": lines["line_number"].astype("int64"),
+                "material_id": lines["material_id"].astype("int64"),
+                "quantity": lines["quantity"],
+                "unit_price": lines["unit_price"],
+                "total_price": lines["total_price"],
+                "currency": lines["currency"],
+                "source_row": lines["source_row"].astype("int64"),
+            }
+        )
+        rows = list(frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None))
+        placeholders = ", ".join(["%s"] * len(STAGED_COLUMNS))
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {_table(StagedLine)} ({', '.join(STAGED_COLUMNS)}) VALUES ({placeholders})", rows
+            )
+
+    def finish(self, *, on_saving: SavingCallback | None = None) -> tuple[int, int]:
+        """Merge the staged lines in ONE transaction, in chunks so a cancel is seen between
+        them. Returns (created, updated); raises Cancelled (nothing written) on a cancel."""
+        self._drop_repeats()
+        if on_saving:
+            on_saving(0, 1)
+        staged = _table(StagedLine)
+        lines = _table(PurchaseOrderLine)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT MIN(id), MAX(id) FROM {staged} WHERE upload_id = %s", [self._upload])
+            low, high = cursor.fetchone()
+        if low is None:
+            return 0, 0
+        upsert = upsert_lines_sql(
+            "SELECT purchase_order_id, line_number, material_id, quantity, unit_price, total_price, currency, "
+            f"upload_id, %s, %s FROM {staged} WHERE upload_id = %s AND id >= %s AND id < %s"
+        )
+        count_new = (
+            f"SELECT COUNT(*) FROM {staged} s WHERE s.upload_id = %s AND s.id >= %s AND s.id < %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {lines} l WHERE l.purchase_order_id = s.purchase_order_id AND l.line_number = s.line_number)"
+        )
+        created = updated = 0
+        now = timezone.now()
+        with transaction.atomic(), connection.cursor() as cursor:
+            for start in range(low, high + 1, MERGE_CHUNK):
+                if self.should_stop():
+                    raise Cancelled()
+                end = start + MERGE_CHUNK
+                cursor.execute(count_new, [self._upload, start, end])
+                new = cursor.fetchone()[0]
+                # SQLite counts a row as changed whether the upsert inserted or updated it,
+                # and not at all when the WHERE left it as it was.
+                cursor.execute(upsert, [now, now, self._upload, start, end])
+                created += new
+                updated += max(0, cursor.rowcount - new)
+                if on_saving:
+                    on_saving(min(end, high + 1) - low, high - low + 1)
+            if self.should_stop():
+                raise Cancelled()
+        return created, updated
+
+    def _drop_repeats(self) -> None:
+        """When a file repeats a (PO, line number), its last occurrence wins."""
+        table = _table(StagedLine)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE upload_id = %s AND id NOT IN ("
+                f"SELECT MAX(id) FROM {table} WHERE upload_id = %s GROUP BY purchase_order_id, line_number)",
+                [self._upload] * 2,
+            )
+
+    def close(self) -> None:
+        """Staged rows are scratch space: gone however the load ended (a dead run's are
+        cleared when its upload is taken over)."""
+        StagedLine.objects.filter(upload_id=self.upload_id).delete()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+LineWriter = TransactionLineWriter | StagingLineWriter
