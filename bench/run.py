@@ -2,7 +2,7 @@
 into PostgreSQL, and measure each beside what PostgreSQL alone does with the same file.
 
 For every file (a shape of bench/shapes.py at a size, cached in bench/data/), on a fresh
-worker (prefork, one child) warmed up by a small load, `--runs` times (alternating):
+worker (prefork, one child) warmed up by a small load, `--runs` times, one after the other:
   * reference rows/s: bench/reference.py, PostgreSQL's own COPY into a staging table plus
     the set-based INSERT ... SELECT ... ON CONFLICT into normalized supplier, material, PO
     and line tables made like the project's (a separate schema), in one transaction;
