@@ -140,6 +140,57 @@ CELERY_TASK_TIME_LIMIT = env_int("INGEST_TIME_LIMIT", 3 * 3600 + 300)
 # longest load, or Redis hands a running task to a second worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A Redis or RabbitMQ blip must not cancel a load that has run for an hour: the running task
+# carries on, and the lease (not the broker) decides who owns an upload.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Publishing a task to a broker that is down gives up after about a second (the upload stays
+# queued and the sweeper sends it once the broker is back), instead of holding a request.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+
+# Two queues, so a small file never waits behind a large one: files of at least
+# INGEST_LARGE_FILE_BYTES go to INGEST_LARGE_QUEUE. A worker started without -Q serves both;
+# `make run` gives small files a slot of their own.
+INGEST_QUEUE = os.environ.get("INGEST_QUEUE", "intake")
+INGEST_LARGE_QUEUE = os.environ.get("INGEST_LARGE_QUEUE", "intake_large")
+INGEST_LARGE_FILE_BYTES = env_int("INGEST_LARGE_FILE_BYTES", 20 * 1024 * 1024)
+CELERY_TASK_DEFAULT_QUEUE = INGEST_QUEUE
+CELERY_TASK_QUEUES = {INGEST_QUEUE: {}, INGEST_LARGE_QUEUE: {}}
+# A pool process whose resident memory passed this (KiB) after a task is replaced by a fresh one;
+# one that reaches INGEST_WORKER_MEMORY_MB of data while reading gets a MemoryError (or dies
+# alone) long before the kernel's OOM killer would pick PostgreSQL or daphne. 0 = no limit.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD_KB", 1024 * 1024)
+INGEST_WORKER_MEMORY_MB = env_int("INGEST_WORKER_MEMORY_MB", 4096)
+
+# The sweeper (Celery beat runs it every INGEST_SWEEP_SECONDS) heals what no task will: uploads
+# whose worker died (stale lease), queued uploads whose task never reached the broker or was
+# lost with it (queued longer than INGEST_REQUEUE_AFTER_SECONDS), and cancels with no live run.
+INGEST_SWEEP_SECONDS = float(os.environ.get("INGEST_SWEEP_SECONDS", "15"))
+INGEST_REQUEUE_AFTER_SECONDS = float(os.environ.get("INGEST_REQUEUE_AFTER_SECONDS", "60"))
+# A file whose runs died this many times (killed for memory, a crash in a reader) fails
+# instead of stopping workers forever.
+INGEST_MAX_ATTEMPTS = env_int("INGEST_MAX_ATTEMPTS", 3)
+# The database or Redis failing: the task retries with backoff for this long, then fails the
+# upload with a message (the user can retry it).
+INGEST_RETRY_FOR_SECONDS = float(os.environ.get("INGEST_RETRY_FOR_SECONDS", "600"))
+# Fairness: one user's unfinished uploads (queued or loading) beyond this are refused.
+INGEST_MAX_ACTIVE_UPLOADS_PER_USER = env_int("INGEST_MAX_ACTIVE_UPLOADS_PER_USER", 20)
+# Housekeeping: stored files and row issues of uploads finished this many days ago are
+# deleted (daily); the loaded purchase orders and lines stay.
+INGEST_KEEP_FILES_DAYS = env_int("INGEST_KEEP_FILES_DAYS", 30)
+CELERY_BEAT_SCHEDULE = {
+    # Expiring, so a beat that runs while no worker does never piles sweeps up in the queue.
+    "sweep-uploads": {
+        "task": "ingestion.tasks.sweep_uploads",
+        "schedule": INGEST_SWEEP_SECONDS,
+        "options": {"expires": INGEST_SWEEP_SECONDS},
+    },
+    "delete-expired-files": {
+        "task": "ingestion.tasks.delete_expired_files",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
+}
 
 CHANNEL_LAYERS = {
     "default": {

@@ -95,8 +95,10 @@ class Worker:
         loglevel: str = "info",
         events: bool = True,
         name: str | None = None,
+        queues: list[str] | None = None,
     ) -> None:
         self.env = env
+        self.queues = queues  # None: every queue in settings.CELERY_TASK_QUEUES
         self.log_path = log_path
         self.concurrency = concurrency
         self.loglevel = loglevel
@@ -126,6 +128,7 @@ class Worker:
             "--without-mingle",
             "-n",
             self.name,
+            *(["-Q", ",".join(self.queues)] if self.queues else []),
         ]
 
     def start(self, *, wait: bool = True, timeout: float = 60) -> None:

@@ -1,5 +1,6 @@
-"""`make run`: migrate, make sure a demo user and a Redis exist, then run one Celery worker
-and daphne on 127.0.0.1:8000 until Ctrl-C, and stop both cleanly."""
+"""`make run`: migrate, make sure a demo user and a Redis exist, then run two Celery workers
+(one for small files only, one for large files first), Celery beat (the sweeper) and daphne
+on 127.0.0.1:8000 until Ctrl-C, and stop them all cleanly."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from processes import Worker  # noqa: E402
+from processes import Worker, hostname  # noqa: E402
 from redis_server import DEFAULT_URL, ensure_redis  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -56,11 +57,24 @@ def main() -> int:
     if os.environ["REDIS_URL"] != asked:
         # A private Redis: `manage.py ingest` in another shell must queue to it too.
         print(f"  For `manage.py ingest` in another shell:  export REDIS_URL={os.environ['REDIS_URL']}\n", flush=True)
-    worker = Worker(concurrency=int(os.environ.get("WORKER_CONCURRENCY", "2")))
-    worker.start(wait=False)  # its log shows when it is ready; daphne need not wait for it
+    queue = os.environ.get("INGEST_QUEUE", "intake")
+    large_queue = os.environ.get("INGEST_LARGE_QUEUE", "intake_large")
+    # Two worker slots: one serves small files only, so they never wait behind a large one;
+    # the other takes large files first and small ones when none waits.
+    workers = [
+        Worker(concurrency=1, name=f"small-{os.getpid()}@{hostname()}", queues=[queue]),
+        Worker(concurrency=1, name=f"large-{os.getpid()}@{hostname()}", queues=[large_queue, queue]),
+    ]
+    for worker in workers:
+        worker.start(wait=False)  # its log shows when it is ready; daphne need not wait for it
+    # The periodic sweeper and housekeeping (settings.CELERY_BEAT_SCHEDULE): exactly one beat.
+    beat = subprocess.Popen(
+        [str(BIN / "celery"), "-A", "config", "beat", "-l", "info", "-s", str(ROOT / ".run" / "celerybeat-schedule")],
+        cwd=ROOT,
+    )
     server = subprocess.Popen([str(BIN / "daphne"), "-b", HOST, "-p", PORT, "config.asgi:application"], cwd=ROOT)
-    assert worker.process is not None
-    children = [worker.process, server]
+    worker_processes = [worker.process for worker in workers if worker.process is not None]
+    children = [*worker_processes, beat, server]
 
     stopping = []
 
@@ -86,7 +100,7 @@ def main() -> int:
             try:
                 child.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                if child is worker.process:
+                if child in worker_processes:
                     os.killpg(child.pid, signal.SIGKILL)  # the worker and its pool processes
                 else:
                     child.kill()

@@ -1,0 +1,108 @@
+"""The sweeper: heals what no task will. Celery beat runs it every INGEST_SWEEP_SECONDS.
+
+- An upload whose run is gone (its lease is stale: the worker was killed, its machine
+  vanished, or a retry never came back) goes back to the queue and is sent again. With Redis
+  as the broker a dead worker's task would otherwise come back only after the visibility
+  timeout (hours); the lease makes a second run safe and loading is idempotent.
+- A cancelling upload whose run is gone ends cancelled (only a run could otherwise end it).
+- A queued upload whose task never reached the broker (the broker was down), or was lost with
+  it (a Redis restarted without persistence), is sent again once it has waited
+  INGEST_REQUEUE_AFTER_SECONDS and its queue holds nothing: a task still waiting keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Upload
+from .queueing import queue_for, send_upload, waiting_messages
+from .retrying import MAX_RETRY_DELAY
+
+log = logging.getLogger(__name__)
+
+RUN_GONE_NOTE = "Cancelled; its worker had stopped, and no lines were written."
+
+
+def _now_seq() -> int:
+    from .services import now_seq
+
+    return now_seq()
+
+
+def run_is_gone() -> Q:
+    """Running uploads whose run no longer lives: a lease older than INGEST_STALE_SECONDS, or
+    a lease released for a retry (at most MAX_RETRY_DELAY away) that has not come back."""
+    stale = timezone.now() - timedelta(seconds=settings.INGEST_STALE_SECONDS)
+    released_before = _now_seq() - int((settings.INGEST_STALE_SECONDS + MAX_RETRY_DELAY) * 1_000_000)
+    return Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, seq__lt=released_before)
+
+
+def _publish(upload: Upload, *, final: bool = False) -> None:
+    from .services import _publish
+
+    _publish(upload, final=final)
+
+
+def end_cancel_without_run(*, upload_id) -> bool:
+    """End a cancelling (or processing) upload whose run is gone as cancelled, now. False if
+    a live run holds it (that run ends it)."""
+    ended = Upload.objects.filter(
+        run_is_gone(), pk=upload_id, status__in=[Upload.Status.PROCESSING, Upload.Status.CANCELLING]
+    ).update(
+        status=Upload.Status.CANCELLED,
+        finished_at=timezone.now(),
+        seq=_now_seq(),
+        heartbeat_at=None,
+        created_lines=0,
+        updated_lines=0,
+        error_message=RUN_GONE_NOTE,
+    )
+    if ended:
+        _publish(Upload.objects.get(pk=upload_id), final=True)
+    return bool(ended)
+
+
+def requeue_without_run(*, upload_id) -> bool:
+    """Put a processing upload whose run is gone back in the queue and send its task."""
+    if not Upload.objects.filter(run_is_gone(), pk=upload_id, status=Upload.Status.PROCESSING).update(
+        status=Upload.Status.QUEUED, heartbeat_at=None, task_id="", seq=_now_seq()
+    ):
+        return False
+    upload = Upload.objects.get(pk=upload_id)
+    log.warning("Upload %s lost its worker (attempt %s); queued again", upload_id, upload.attempts)
+    _publish(upload)
+    send_upload(upload=upload)
+    return True
+
+
+def sweep() -> dict[str, int]:
+    counts = {"cancelled": 0, "requeued": 0, "sent": 0}
+    gone = Upload.objects.filter(run_is_gone())
+    for upload_id in gone.filter(status=Upload.Status.CANCELLING).values_list("pk", flat=True):
+        counts["cancelled"] += end_cancel_without_run(upload_id=upload_id)
+    for upload_id in gone.filter(status=Upload.Status.PROCESSING).values_list("pk", flat=True):
+        counts["requeued"] += requeue_without_run(upload_id=upload_id)
+
+    waited = _now_seq() - int(settings.INGEST_REQUEUE_AFTER_SECONDS * 1_000_000)
+    depths: dict[str, int | None] = {}
+    for upload in Upload.objects.filter(status=Upload.Status.QUEUED, seq__lt=waited).order_by("seq"):
+        if upload.task_id:
+            queue = queue_for(upload)
+            if queue not in depths:
+                depths[queue] = waiting_messages(queue)
+            if depths[queue] != 0:  # its task may still wait there (or the broker cannot tell)
+                continue
+        if send_upload(upload=upload):
+            counts["sent"] += 1
+            _publish(upload)
+            Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(seq=_now_seq())
+        else:
+            break  # the broker is down: the next sweep tries again
+    if any(counts.values()):
+        log.info("Sweep: %s", counts)
+    return counts
