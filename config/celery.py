@@ -37,7 +37,7 @@ def _limit_memory(**_) -> None:
     if limit_mb <= 0:
         return
     limit = limit_mb * 1024 * 1024
-    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     try:

@@ -138,6 +138,9 @@ class Upload(models.Model):
     # Written by the running task; a stale heartbeat means its worker died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Runs that died holding the lease (their worker killed) since the upload was last queued
+    # by its owner: at INGEST_MAX_ATTEMPTS the upload fails instead of stopping workers forever.
+    crashed_runs = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

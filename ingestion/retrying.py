@@ -36,7 +36,7 @@ def retry_delay(*, upload_id, since: float, error: BaseException) -> float | Non
 
 def give_up(*, upload_id, seconds: float) -> None:
     from .models import Upload
-    from .services import _finish
+    from .runner import _finish
 
     upload = Upload.objects.filter(pk=upload_id, status__in=Upload.ACTIVE_STATUSES).first()
     if upload is None:

@@ -143,6 +143,14 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
     except Exception as exc:
         log.exception("Upload %s failed unexpectedly", upload.pk)
         status, error = Upload.Status.FAILED, f"Internal error while loading: {type(exc).__name__}: {exc}"
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise  # the worker is stopping: the lease and the redelivery take the upload over
+    except BaseException as exc:  # noqa: BLE001 - a Rust reader's panic (pyo3) escapes `except Exception`
+        log.exception("Upload %s: the reader crashed", upload.pk)
+        status, error = (
+            Upload.Status.FAILED,
+            f"The file could not be read: its reader crashed ({type(exc).__name__}). Nothing was written.",
+        )
     finally:
         supervisor.stop()
     return _finish(upload, status=status, error=error)
@@ -200,6 +208,7 @@ class _Supervisor(threading.Thread):
                         Upload.objects.filter(pk=self.upload_id).update(heartbeat_at=timezone.now())
                 except Exception:  # noqa: BLE001 - a busy SQLite or a blip must not kill the watch
                     log.debug("supervisor check failed", exc_info=True)
+                    connection.close_if_unusable_or_obsolete()  # a killed session: reconnect next time
         finally:
             connection.close()  # this thread's own connection
 
@@ -232,6 +241,22 @@ def _claim(*, upload_id, task_id: str) -> Upload | None:
     )
     if upload.status == Upload.Status.QUEUED:
         fields["status"] = Upload.Status.PROCESSING
+    # Taking over from a run that died holding the lease (not one that handed it back for a
+    # retry): one more crash, counted once, since the lease must still be the one seen here.
+    if (
+        upload.is_active
+        and upload.status != Upload.Status.QUEUED
+        and upload.heartbeat_at
+        and upload.heartbeat_at < stale
+    ):
+        claimable &= Q(heartbeat_at=upload.heartbeat_at)
+        fields["crashed_runs"] = F("crashed_runs") + 1
+        if upload.crashed_runs + 1 >= settings.INGEST_MAX_ATTEMPTS:
+            _fail_after_crashes(upload, claimable=claimable, crashes=upload.crashed_runs + 1)
+            return None
+    elif upload.status == Upload.Status.QUEUED and upload.crashed_runs >= settings.INGEST_MAX_ATTEMPTS:
+        _fail_after_crashes(upload, claimable=claimable, crashes=upload.crashed_runs)  # requeued by the sweeper
+        return None
     if not Upload.objects.filter(claimable, pk=upload_id).update(**fields):
         upload.refresh_from_db()
         if upload.is_finished:
@@ -243,6 +268,33 @@ def _claim(*, upload_id, task_id: str) -> Upload | None:
     RowIssue.objects.filter(upload_id=upload_id).delete()
     upload.refresh_from_db()
     return upload
+
+
+def _fail_after_crashes(upload: Upload, *, claimable: Q, crashes: int) -> None:
+    """Its runs keep dying with their worker (killed for memory, a crash in a reader): fail
+    the upload rather than stop workers forever. A run that handed the upload back for a
+    retry (a transient error) did not die and does not count."""
+    message = (
+        f"This file stopped the worker {crashes} times in a row (each run was killed while loading it, "
+        "for example for using too much memory), so it was not tried again. Nothing was written; check the file "
+        "(or split it) and retry."
+    )
+    if not Upload.objects.filter(claimable, pk=upload.pk).update(
+        status=Upload.Status.FAILED,
+        finished_at=timezone.now(),
+        seq=now_seq(),
+        heartbeat_at=None,
+        crashed_runs=crashes,
+        created_lines=0,
+        updated_lines=0,
+        error_message=message,
+    ):
+        return  # another delivery got there first; it decides
+    log.error("Upload %s: %s", upload.pk, message)
+    StagedLine.objects.filter(upload_id=upload.pk).delete()
+    clear_cancel_flag(upload_id=upload.pk)
+    upload.refresh_from_db()
+    publish_state(upload, final=True)
 
 
 def _statement_interrupter(upload_id) -> Callable[[], None]:

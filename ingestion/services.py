@@ -80,6 +80,8 @@ def create_upload(
     except ValueError as exc:
         raise UploadRejected(str(exc)) from exc
 
+    _check_unfinished_cap(owner=owner, name=name)
+
     digest = hashlib.sha256()
     chunks = file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
     for chunk in chunks:
@@ -96,12 +98,29 @@ def create_upload(
         strict=strict,
         seq=now_seq(),
     )
-    upload.file.save(name, file if isinstance(file, File) else File(file, name=name), save=False)
-    upload.save()
+    with transaction.atomic():
+        _check_unfinished_cap(owner=owner, name=name, lock=True)
+        upload.file.save(name, file if isinstance(file, File) else File(file, name=name), save=False)
+        upload.save()
     publish_state(upload)
     if enqueue:
         transaction.on_commit(lambda: enqueue_upload(upload=upload))
     return upload
+
+
+def _check_unfinished_cap(*, owner, name: str, lock: bool = False) -> None:
+    """Fairness: one user's unfinished uploads are capped, so nobody's 1,000 files fill the
+    queue for everyone. With `lock`, the owner's row is locked until the transaction ends,
+    so two requests at once cannot both take the last place."""
+    if lock:
+        type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+    cap = settings.INGEST_MAX_ACTIVE_UPLOADS_PER_USER
+    unfinished = Upload.objects.filter(owner=owner, status__in=Upload.ACTIVE_STATUSES).count()
+    if unfinished >= cap:
+        raise UploadRejected(
+            f"{name}: you already have {unfinished} files queued or loading, the most one person may have at once "
+            f"({cap}); upload it again once some of them have finished."
+        )
 
 
 def create_upload_from_path(*, owner, path: str | Path, **options) -> Upload:
@@ -110,18 +129,25 @@ def create_upload_from_path(*, owner, path: str | Path, **options) -> Upload:
         return create_upload(owner=owner, file=File(handle, name=path.name), name=path.name, **options)
 
 
-def enqueue_upload(*, upload: Upload) -> None:
-    from .tasks import process_upload
+def enqueue_upload(*, upload: Upload) -> bool:
+    """Send the upload's task, to the large-file queue if it is large. With the broker down
+    the upload stays queued with a note, and the sweeper sends it once the broker is back:
+    never an error for the request that already stored the file."""
+    from .queueing import send_upload
 
-    result = process_upload.delay(str(upload.pk))
-    Upload.objects.filter(pk=upload.pk).update(task_id=result.id)
-    upload.task_id = result.id
+    sent = send_upload(upload=upload)
+    if not sent:
+        publish_state(upload)
+    return sent
 
 
 def cancel_upload(*, upload: Upload, by) -> Upload:
-    """Stop an upload. A queued one is revoked and ends now; a running one is flagged and the
-    task ends it as cancelled within half a second, keeping none of its line writes. The
-    task is never terminated: its process may already be running another task."""
+    """Stop an upload. A queued one is revoked and ends now, and so does one whose run is gone
+    (its lease is stale); a running one is flagged and the task ends it as cancelled within
+    half a second, keeping none of its line writes. The task is never terminated: its process
+    may already be running another task."""
+    from .sweeper import end_cancel_without_run
+
     if upload.owner_id != getattr(by, "pk", None):
         raise PermissionDenied("Not your upload.")
     now = timezone.now()
@@ -132,6 +158,8 @@ def cancel_upload(*, upload: Upload, by) -> Upload:
             from config.celery import app
 
             app.control.revoke(upload.task_id)
+    elif end_cancel_without_run(upload_id=upload.pk):
+        pass  # its run was gone (a killed worker): nothing else would ever end it
     elif Upload.objects.filter(pk=upload.pk, status=Upload.Status.PROCESSING).update(
         status=Upload.Status.CANCELLING, seq=now_seq()
     ):
@@ -147,8 +175,21 @@ def retry_upload(*, upload: Upload, by) -> Upload:
     orders earlier attempts created stay counted, since this upload created them."""
     if upload.owner_id != getattr(by, "pk", None):
         raise PermissionDenied("Not your upload.")
+    if not upload.file:
+        raise RetryRefused(
+            f"The stored copy of {upload.original_name} was deleted after {settings.INGEST_KEEP_FILES_DAYS} days; "
+            "upload the file again."
+        )
     fields = attempt_counters()
-    fields.update(status=Upload.Status.QUEUED, seq=now_seq(), heartbeat_at=None, started_at=None, finished_at=None)
+    fields.update(
+        status=Upload.Status.QUEUED,
+        seq=now_seq(),
+        heartbeat_at=None,
+        started_at=None,
+        finished_at=None,
+        task_id="",
+        crashed_runs=0,  # the user asked again: a file that stopped its workers gets new tries
+    )
     # Conditional, so that two retries at once queue it once.
     retryable = Upload.objects.filter(pk=upload.pk, status__in=Upload.RETRYABLE_STATUSES)  # Upload.can_retry
     if not retryable.update(**fields):

@@ -16,36 +16,25 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .models import Upload
-from .queueing import queue_for, send_upload, waiting_messages
+from .queueing import queue_for, waiting_messages
 from .retrying import MAX_RETRY_DELAY
+from .services import enqueue_upload, now_seq, publish_state
 
 log = logging.getLogger(__name__)
 
 RUN_GONE_NOTE = "Cancelled; its worker had stopped, and no lines were written."
 
 
-def _now_seq() -> int:
-    from .services import now_seq
-
-    return now_seq()
-
-
 def run_is_gone() -> Q:
     """Running uploads whose run no longer lives: a lease older than INGEST_STALE_SECONDS, or
     a lease released for a retry (at most MAX_RETRY_DELAY away) that has not come back."""
     stale = timezone.now() - timedelta(seconds=settings.INGEST_STALE_SECONDS)
-    released_before = _now_seq() - int((settings.INGEST_STALE_SECONDS + MAX_RETRY_DELAY) * 1_000_000)
+    released_before = now_seq() - int((settings.INGEST_STALE_SECONDS + MAX_RETRY_DELAY) * 1_000_000)
     return Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, seq__lt=released_before)
-
-
-def _publish(upload: Upload, *, final: bool = False) -> None:
-    from .services import _publish
-
-    _publish(upload, final=final)
 
 
 def end_cancel_without_run(*, upload_id) -> bool:
@@ -56,27 +45,39 @@ def end_cancel_without_run(*, upload_id) -> bool:
     ).update(
         status=Upload.Status.CANCELLED,
         finished_at=timezone.now(),
-        seq=_now_seq(),
+        seq=now_seq(),
         heartbeat_at=None,
         created_lines=0,
         updated_lines=0,
         error_message=RUN_GONE_NOTE,
     )
     if ended:
-        _publish(Upload.objects.get(pk=upload_id), final=True)
+        publish_state(Upload.objects.get(pk=upload_id), final=True)
     return bool(ended)
 
 
 def requeue_without_run(*, upload_id) -> bool:
-    """Put a processing upload whose run is gone back in the queue and send its task."""
-    if not Upload.objects.filter(run_is_gone(), pk=upload_id, status=Upload.Status.PROCESSING).update(
-        status=Upload.Status.QUEUED, heartbeat_at=None, task_id="", seq=_now_seq()
-    ):
+    """Put a processing upload whose run is gone back in the queue and send its task. A run
+    that died holding its lease counts as a crash (see runner._claim); one whose retry was
+    lost does not."""
+    upload = Upload.objects.filter(run_is_gone(), pk=upload_id, status=Upload.Status.PROCESSING).first()
+    if upload is None:
         return False
-    upload = Upload.objects.get(pk=upload_id)
-    log.warning("Upload %s lost its worker (attempt %s); queued again", upload_id, upload.attempts)
-    _publish(upload)
-    send_upload(upload=upload)
+    crashed = upload.heartbeat_at is not None
+    if not Upload.objects.filter(
+        pk=upload_id, status=Upload.Status.PROCESSING, heartbeat_at=upload.heartbeat_at
+    ).update(
+        status=Upload.Status.QUEUED,
+        heartbeat_at=None,
+        task_id="",
+        seq=now_seq(),
+        crashed_runs=F("crashed_runs") + int(crashed),
+    ):
+        return False  # a run took it meanwhile
+    upload.refresh_from_db()
+    log.warning("Upload %s lost its worker (%s runs died); queued again", upload_id, upload.crashed_runs)
+    publish_state(upload)
+    enqueue_upload(upload=upload)
     return True
 
 
@@ -88,7 +89,7 @@ def sweep() -> dict[str, int]:
     for upload_id in gone.filter(status=Upload.Status.PROCESSING).values_list("pk", flat=True):
         counts["requeued"] += requeue_without_run(upload_id=upload_id)
 
-    waited = _now_seq() - int(settings.INGEST_REQUEUE_AFTER_SECONDS * 1_000_000)
+    waited = now_seq() - int(settings.INGEST_REQUEUE_AFTER_SECONDS * 1_000_000)
     depths: dict[str, int | None] = {}
     for upload in Upload.objects.filter(status=Upload.Status.QUEUED, seq__lt=waited).order_by("seq"):
         if upload.task_id:
@@ -97,12 +98,12 @@ def sweep() -> dict[str, int]:
                 depths[queue] = waiting_messages(queue)
             if depths[queue] != 0:  # its task may still wait there (or the broker cannot tell)
                 continue
-        if send_upload(upload=upload):
-            counts["sent"] += 1
-            _publish(upload)
-            Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(seq=_now_seq())
-        else:
+        upload.seq = now_seq()
+        Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(seq=upload.seq)
+        if not enqueue_upload(upload=upload):
             break  # the broker is down: the next sweep tries again
+        counts["sent"] += 1
+        publish_state(upload)
     if any(counts.values()):
         log.info("Sweep: %s", counts)
     return counts
