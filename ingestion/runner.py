@@ -322,6 +322,8 @@ def _statement_interrupter(upload_id) -> Callable[[], None]:
 def _release(upload: Upload) -> None:
     """Give up the lease (before a retry of the task), so the retry need not wait for it to go stale."""
     try:
+        # The error may have killed this very session: a new one, then.
+        connection.close_if_unusable_or_obsolete()
         Upload.objects.filter(pk=upload.pk).update(heartbeat_at=None, seq=now_seq())
     except Exception:  # noqa: BLE001 - the lease then expires by itself
         log.warning("Could not release upload %s", upload.pk, exc_info=True)

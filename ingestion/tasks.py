@@ -14,7 +14,7 @@ def process_upload(self, upload_id: str, outage_since: float | None = None) -> d
     try:
         return run_upload(upload_id=upload_id, task_id=self.request.id)
     except UploadBusy as busy:  # a redelivery while the first run's lease is live
-        raise self.retry(args=(upload_id,), kwargs={}, countdown=busy.retry_in) from busy
+        raise self.retry(args=(upload_id,), kwargs={"outage_since": outage_since}, countdown=busy.retry_in) from busy
     except TRANSIENT_ERRORS as exc:  # database or Redis gone for a while: never bad input
         since = retrying.outage_started(since=outage_since, run_seconds=time.monotonic() - started)
         delay = retrying.retry_delay(upload_id=upload_id, since=since, error=exc)

@@ -17,6 +17,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 from django.db import connection
 
@@ -207,6 +208,7 @@ def cluster_on(service_env, tmp_path, settings):
             service_env=service_env, broker_url=broker_url, redis_url=redis_url, directory=tmp_path, **env
         )
         settings.INGEST_QUEUE, settings.INGEST_LARGE_QUEUE = cluster.queue, cluster.large_queue
+        settings.INGEST_STALE_SECONDS = float(cluster.env["INGEST_STALE_SECONDS"])
         context = celery_broker(broker_url)
         context.__enter__()
         made.append((cluster, context))
@@ -366,3 +368,137 @@ def test_the_database_connection_killed_mid_batch_is_retried_to_completion(user,
 
     big = wait_for_upload(big, timeout=180)
     assert_loaded_exactly_once(big)
+    assert big.attempts == 1  # the killed run handed the upload back to its retry: not a death
+
+
+def test_an_outage_longer_than_the_retries_fails_the_upload_with_a_message(user, tmp_path, cluster_on, own_redis):
+    """The worker's loading sessions are killed again and again (the lines cannot be written
+    for longer than INGEST_RETRY_FOR_SECONDS): the task retries by elapsed time, then fails the
+    upload with a message instead of leaving it processing with no task."""
+    postgresql_or_skip()
+    cluster = cluster_on(broker_url=own_redis.url, redis_url=own_redis.url, INGEST_RETRY_FOR_SECONDS=6)
+    cluster.start_worker()
+    big = base_and_big(user, tmp_path)
+    wait_until_loading(big, rows=2_000)
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        terminate_worker_connections(cluster.env["PGAPPNAME"], loading_only=True)
+        big.refresh_from_db()
+        if big.is_finished:
+            break
+        time.sleep(0.02)
+    assert big.status == Upload.Status.FAILED
+    assert big.error_message == (
+        "The database or Redis kept failing for 1 minute, so the load was stopped and none of its lines were "
+        "written. Retry it once they are back."
+    )
+    assert big.attempts == 0  # every run handed its attempt back with the retry: no death counted
+    assert PurchaseOrderLine.objects.count() == 1000
+    assert not PurchaseOrderLine.objects.filter(upload=big).exists()
+
+
+# --- 5. the same crash again and again ------------------------------------------------------------
+
+
+def test_a_file_whose_worker_keeps_dying_fails_after_the_set_number_of_attempts(user, tmp_path, cluster_on, own_redis):
+    cluster = cluster_on(broker_url=own_redis.url, redis_url=own_redis.url, INGEST_MAX_ATTEMPTS=3)
+    worker = cluster.start_worker()
+    big = base_and_big(user, tmp_path)
+    for attempt in (1, 2, 3):
+        wait_until_loading(big, rows=2_000, attempt=attempt)
+        for child in psutil.Process(worker.pid).children(recursive=True):
+            child.send_signal(signal.SIGKILL)  # the run dies; Celery redelivers its task
+
+    big = wait_for_upload(big, timeout=120)
+    assert big.status == Upload.Status.FAILED
+    assert big.attempts == 3
+    assert big.error_message == (
+        "This file stopped the worker 3 times in a row (each run was killed while loading it, for example for "
+        "using too much memory), so it was not tried again. Nothing was written; check the file (or split it) "
+        "and retry."
+    )
+    assert PurchaseOrderLine.objects.count() == 1000
+
+    # The user may still try again: the count starts over.
+    big = services.retry_upload(upload=big, by=user)
+    assert (big.status, big.attempts) == (Upload.Status.QUEUED, 0)
+    big = wait_for_upload(big, timeout=120)
+    assert_loaded_exactly_once(big)
+    assert big.attempts == 1
+
+
+def test_each_pool_process_has_the_memory_limit(cluster_on, own_redis):
+    cluster = cluster_on(broker_url=own_redis.url, redis_url=own_redis.url, INGEST_WORKER_MEMORY_MB=1536)
+    worker = cluster.start_worker()
+    children = psutil.Process(worker.pid).children(recursive=True)
+    assert len(children) == 2
+    for child in children:
+        assert child.rlimit(psutil.RLIMIT_DATA)[0] == 1536 * 1024 * 1024
+    assert psutil.Process(worker.pid).rlimit(psutil.RLIMIT_DATA)[0] == psutil.RLIM_INFINITY
+
+
+# --- 6. cancel with the run gone ------------------------------------------------------------------
+
+
+def test_cancel_ends_at_once_an_upload_whose_worker_is_gone(user, tmp_path, cluster_on, own_redis):
+    cluster = cluster_on(broker_url=own_redis.url, redis_url=own_redis.url)
+    worker = cluster.start_worker()
+    big = base_and_big(user, tmp_path)
+    wait_until_loading(big, rows=2_000)
+    kill_group(worker)  # no worker at all now, and none will come
+
+    stale_at = time.monotonic() + float(cluster.env["INGEST_STALE_SECONDS"]) + 1
+    while time.monotonic() < stale_at:
+        time.sleep(0.2)
+    big = services.cancel_upload(upload=Upload.objects.get(pk=big.pk), by=user)
+    assert big.status == Upload.Status.CANCELLED
+    assert big.error_message == "Cancelled; its worker had stopped, and no lines were written."
+    assert (big.created_lines, big.updated_lines, big.heartbeat_at) == (0, 0, None)
+    assert PurchaseOrderLine.objects.count() == 1000
+
+
+def test_the_sweeper_ends_a_cancel_whose_worker_died_before_it_could(user, tmp_path, cluster_on, own_redis):
+    cluster = cluster_on(broker_url=own_redis.url, redis_url=own_redis.url)
+    worker = cluster.start_worker()
+    big = base_and_big(user, tmp_path)
+    wait_until_loading(big, rows=2_000)
+    kill_group(worker)
+    # The lease is still fresh: the cancel can only ask the (dead) run to stop.
+    big = services.cancel_upload(upload=Upload.objects.get(pk=big.pk), by=user)
+    assert big.status == Upload.Status.CANCELLING
+
+    cluster.start_worker()
+    cluster.start_beat()
+    big = wait_for_upload(big, timeout=60)
+    assert big.status == Upload.Status.CANCELLED
+    assert big.error_message == "Cancelled; its worker had stopped, and no lines were written."
+    assert PurchaseOrderLine.objects.count() == 1000
+
+
+# --- fairness ---------------------------------------------------------------------------------------
+
+
+def test_small_files_never_wait_behind_large_ones(user, tmp_path, cluster_on, own_redis, settings):
+    from ingestion.queueing import waiting_messages
+
+    cluster = cluster_on(broker_url=own_redis.url, redis_url=own_redis.url)
+    settings.INGEST_LARGE_FILE_BYTES = 100_000
+    large_path = write_orders(tmp_path / "large.csv", 5_000)
+    small_path = write_orders(tmp_path / "small.csv", 300, prefix="SMALL")
+    assert large_path.stat().st_size >= 100_000 > small_path.stat().st_size
+
+    # Only the small-file slot runs: the large file waits in its own queue, the small one loads.
+    cluster.start_worker(queues=[cluster.queue], concurrency=1)
+    large = services.create_upload_from_path(owner=user, path=large_path)
+    small = services.create_upload_from_path(owner=user, path=small_path)
+    small = wait_for_upload(small)
+    assert (small.status, small.created_lines) == (Upload.Status.COMPLETED, 300)
+    assert Upload.objects.get(pk=large.pk).status == Upload.Status.QUEUED
+    assert waiting_messages(cluster.large_queue) == 1
+    assert waiting_messages(cluster.queue) == 0
+
+    # The large-file slot takes it.
+    cluster.start_worker(queues=[cluster.large_queue, cluster.queue], concurrency=1)
+    large = wait_for_upload(large)
+    assert (large.status, large.created_lines) == (Upload.Status.COMPLETED, 5_000)
