@@ -93,7 +93,11 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
         return _finish(upload, status=Upload.Status.CANCELLED)
     publish_state(upload)
 
-    supervisor = _Supervisor(upload.pk, interrupt=_statement_interrupter(upload.pk))
+    try:
+        supervisor = _Supervisor(upload.pk, interrupt=_statement_interrupter(upload.pk))
+    except TRANSIENT_ERRORS:
+        _release(upload)
+        raise
     supervisor.start()
 
     def on_progress(current: Upload, description: str) -> None:
@@ -263,10 +267,14 @@ def _claim(*, upload_id, task_id: str) -> Upload | None:
             return None
         age = (now - upload.heartbeat_at).total_seconds() if upload.heartbeat_at else 0
         raise UploadBusy(retry_in=max(1.0, settings.INGEST_STALE_SECONDS - age + 1))
-    # A fresh start: whatever an earlier, dead run staged or reported is discarded.
-    StagedLine.objects.filter(upload_id=upload_id).delete()
-    RowIssue.objects.filter(upload_id=upload_id).delete()
-    upload.refresh_from_db()
+    try:
+        # A fresh start: whatever an earlier, dead run staged or reported is discarded.
+        StagedLine.objects.filter(upload_id=upload_id).delete()
+        RowIssue.objects.filter(upload_id=upload_id).delete()
+        upload.refresh_from_db()
+    except TRANSIENT_ERRORS:
+        _release(upload)  # the retry takes it at once, and this was no death
+        raise
     return upload
 
 

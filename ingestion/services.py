@@ -12,6 +12,7 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.db import transaction
@@ -113,7 +114,7 @@ def _check_unfinished_cap(*, owner, name: str, lock: bool = False) -> None:
     queue for everyone. With `lock`, the owner's row is locked until the transaction ends,
     so two requests at once cannot both take the last place."""
     if lock:
-        type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
     cap = settings.INGEST_MAX_ACTIVE_UPLOADS_PER_USER
     unfinished = Upload.objects.filter(owner=owner, status__in=Upload.ACTIVE_STATUSES).count()
     if unfinished >= cap:
