@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from ingestion import services
 from ingestion.models import PurchaseOrderLine, Upload
@@ -502,3 +503,34 @@ def test_small_files_never_wait_behind_large_ones(user, tmp_path, cluster_on, ow
     cluster.start_worker(queues=[cluster.large_queue, cluster.queue], concurrency=1)
     large = wait_for_upload(large)
     assert (large.status, large.created_lines) == (Upload.Status.COMPLETED, 5_000)
+
+
+def test_waiting_for_a_lease_never_uses_up_the_retries_of_an_outage(user, tmp_path, cluster_on, own_redis):
+    """A task that waits (retries) while another run holds the upload's lease, more times
+    than the old shared limit of 5, still retries a database failure afterwards and
+    completes: lease waits and outage retries are counted apart."""
+    postgresql_or_skip()
+    cluster = cluster_on(
+        broker_url=own_redis.url, redis_url=own_redis.url, INGEST_STALE_SECONDS=2, INGEST_HEARTBEAT_SECONDS=0.5
+    )
+    cluster.start_worker()
+    upload = services.create_upload_from_path(
+        owner=user, path=write_orders(tmp_path / "orders.csv", 60_000), enqueue=False
+    )
+    # Another run (this test) holds the lease for 20 s: the task keeps finding it busy.
+    Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.PROCESSING, heartbeat_at=timezone.now())
+    services.enqueue_upload(upload=upload)
+    held_until = time.monotonic() + 20
+    while time.monotonic() < held_until:
+        Upload.objects.filter(pk=upload.pk).update(heartbeat_at=timezone.now())
+        time.sleep(0.2)
+    log_while_held = (cluster.directory / "worker-1.log").read_text()
+
+    upload = wait_until_loading(upload, rows=2_000)
+    lease_waits = log_while_held.count(f"process_upload[{upload.task_id}] retry:")
+    assert lease_waits > 5, lease_waits
+    assert terminate_worker_connections(cluster.env["PGAPPNAME"]) >= 1
+    upload = wait_for_upload(upload, timeout=180)
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    assert (upload.imported_rows, upload.created_lines, upload.updated_lines) == (60_000, 60_000, 0)
+    assert PurchaseOrderLine.objects.filter(upload=upload).count() == 60_000
