@@ -285,7 +285,7 @@ def test_a_whole_worker_killed_mid_load_is_swept_back_and_loads_exactly_once(
     big = wait_for_upload(big, timeout=120)
     print(f"{broker}: completed {time.monotonic() - available:.1f} s after the new worker answered")
     assert_loaded_exactly_once(big)
-    assert big.attempts == 2
+    assert (big.attempts, big.crashed_runs) == (2, 1)
 
 
 # --- 6. the broker down when a file is queued ---------------------------------------------------
@@ -339,7 +339,7 @@ def test_redis_restarted_mid_load_the_upload_still_completes_exactly_once(user, 
 
     big = wait_for_upload(big, timeout=180)
     assert_loaded_exactly_once(big)
-    assert big.attempts == 1
+    assert (big.attempts, big.crashed_runs) == (1, 0)
 
 
 def terminate_worker_connections(appname: str, *, loading_only: bool = False) -> int:
@@ -369,7 +369,8 @@ def test_the_database_connection_killed_mid_batch_is_retried_to_completion(user,
 
     big = wait_for_upload(big, timeout=180)
     assert_loaded_exactly_once(big)
-    assert big.attempts == 1  # the killed run handed the upload back to its retry: not a death
+    # The killed run handed the upload back to its retry: two runs, no crash.
+    assert (big.attempts, big.crashed_runs) == (2, 0)
 
 
 def test_an_outage_longer_than_the_retries_fails_the_upload_with_a_message(user, tmp_path, cluster_on, own_redis):
@@ -394,7 +395,7 @@ def test_an_outage_longer_than_the_retries_fails_the_upload_with_a_message(user,
         "The database or Redis kept failing for 1 minute, so the load was stopped and none of its lines were "
         "written. Retry it once they are back."
     )
-    assert big.attempts == 0  # every run handed its attempt back with the retry: no death counted
+    assert big.crashed_runs == 0  # every run handed the upload back for its retry: none died
     assert PurchaseOrderLine.objects.count() == 1000
     assert not PurchaseOrderLine.objects.filter(upload=big).exists()
 
@@ -413,7 +414,7 @@ def test_a_file_whose_worker_keeps_dying_fails_after_the_set_number_of_attempts(
 
     big = wait_for_upload(big, timeout=120)
     assert big.status == Upload.Status.FAILED
-    assert big.attempts == 3
+    assert (big.attempts, big.crashed_runs) == (3, 3)
     assert big.error_message == (
         "This file stopped the worker 3 times in a row (each run was killed while loading it, for example for "
         "using too much memory), so it was not tried again. Nothing was written; check the file (or split it) "
@@ -423,10 +424,10 @@ def test_a_file_whose_worker_keeps_dying_fails_after_the_set_number_of_attempts(
 
     # The user may still try again: the count starts over.
     big = services.retry_upload(upload=big, by=user)
-    assert (big.status, big.attempts) == (Upload.Status.QUEUED, 0)
+    assert (big.status, big.attempts, big.crashed_runs) == (Upload.Status.QUEUED, 3, 0)
     big = wait_for_upload(big, timeout=120)
     assert_loaded_exactly_once(big)
-    assert big.attempts == 1
+    assert (big.attempts, big.crashed_runs) == (4, 0)
 
 
 def test_each_pool_process_has_the_memory_limit(cluster_on, own_redis):

@@ -56,6 +56,6 @@ def test_old_files_and_row_issues_are_deleted_and_the_loaded_data_stays(user, tm
     # Its file is gone, so it cannot be retried: the reason says so.
     Upload.objects.filter(pk=old.pk).update(status=Upload.Status.FAILED)
     old.refresh_from_db()
-    with pytest.raises(services.UploadRejected) as refused:
+    with pytest.raises(services.RetryRefused) as refused:
         services.retry_upload(upload=old, by=user)
     assert str(refused.value) == "The stored copy of old.csv was deleted after 30 days; upload the file again."
