@@ -118,7 +118,9 @@ def create_upload_from_path(*, owner, path: str | Path, **options) -> Upload:
 def enqueue_upload(*, upload: Upload) -> None:
     from .tasks import process_upload
 
-    result = process_upload.delay(str(upload.pk))
+    # Flower and the worker's log show argsrepr: the file's name beside the bare id.
+    argsrepr = f"({upload.original_name[:80]!r}, {str(upload.pk)!r})"
+    result = process_upload.apply_async(args=[str(upload.pk)], argsrepr=argsrepr)
     Upload.objects.filter(pk=upload.pk).update(task_id=result.id)
     upload.task_id = result.id
 

@@ -3,6 +3,9 @@ never the database's own text; the details are in the worker's log."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from django.db import connection
 
@@ -58,3 +61,40 @@ def test_a_database_error_reaches_the_user_without_its_text(user, live_worker, t
     assert upload.error_message == (
         f"The database refused the load; nothing was written. The details are in the server log under upload {upload.pk}."
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flower_sees_the_task_with_its_file_name(user, live_worker, tmp_path):
+    """Flower builds its task list from the worker's events (the worker runs with -E): the
+    task-received event carries argsrepr, the file's name beside the id."""
+    from config.celery import app
+
+    seen: dict[str, dict] = {}
+    listening = threading.Event()
+
+    def listen() -> None:
+        with app.connection() as connection_:
+            receiver = app.events.Receiver(
+                connection_, handlers={"task-received": lambda e: seen.update({e["uuid"]: e})}
+            )
+
+            def stop_when_seen(event) -> None:
+                receiver.should_stop = bool(seen)
+
+            receiver.handlers["*"] = stop_when_seen
+            listening.set()
+            try:
+                receiver.capture(limit=None, timeout=30)
+            except TimeoutError:
+                pass
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    listening.wait(5)
+    time.sleep(0.5)  # the receiver's queue is bound before the task is sent
+    upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "Lieferanten Q3.csv", 50))
+    wait_for_upload(upload)
+    thread.join(35)
+    event = seen[upload.task_id]
+    assert event["name"] == "ingestion.tasks.process_upload"
+    assert event["args"] == f"('Lieferanten Q3.csv', '{upload.pk}')"
