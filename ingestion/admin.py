@@ -47,7 +47,7 @@ class PurchaseOrderAdmin(ReadOnlyAdmin):
     list_select_related = ["supplier"]
     search_fields = ["po_number", "supplier__name"]
     fields = ["po_number", "supplier", "order_date", "currency", "created_at", "lines_link"]
-    readonly_fields = fields
+    readonly_fields = ["po_number", "supplier", "order_date", "currency", "created_at", "lines_link"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("supplier").annotate(line_count=Count("lines"))

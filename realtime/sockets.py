@@ -29,7 +29,9 @@ def _redis() -> redis.Redis:
 
 
 def _key(user_id) -> str:
-    return f"{settings.CHANNEL_LAYERS['default']['CONFIG'].get('prefix', 'intake')}:sockets:user:{user_id}"
+    config: dict = settings.CHANNEL_LAYERS["default"]["CONFIG"]  # the channel layer's own namespace
+    prefix = config.get("prefix", "intake")
+    return f"{prefix}:sockets:user:{user_id}"
 
 
 def register(*, user_id, channel_name: str) -> bool:
