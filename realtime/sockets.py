@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 
 import redis
 from django.conf import settings
@@ -29,7 +30,7 @@ def _redis() -> redis.Redis:
 
 
 def _key(user_id) -> str:
-    config: dict = settings.CHANNEL_LAYERS["default"]["CONFIG"]  # the channel layer's own namespace
+    config = cast(dict, settings.CHANNEL_LAYERS["default"]["CONFIG"])  # the channel layer's namespace
     prefix = config.get("prefix", "intake")
     return f"{prefix}:sockets:user:{user_id}"
 
