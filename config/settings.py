@@ -207,8 +207,8 @@ LOGGING = {
 REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 1024 * 1024)
 # Per websocket: a token bucket of messages (this many per second, bursts of this many), the
 # largest message taken, and how many sockets one user may hold open at once.
-REALTIME_MESSAGES_PER_SECOND = float(os.environ.get("REALTIME_MESSAGES_PER_SECOND", "2"))
-REALTIME_MESSAGE_BURST = env_int("REALTIME_MESSAGE_BURST", 10)
+REALTIME_MESSAGES_PER_SECOND = float(os.environ.get("REALTIME_MESSAGES_PER_SECOND", "5"))
+REALTIME_MESSAGE_BURST = env_int("REALTIME_MESSAGE_BURST", 30)
 REALTIME_MAX_MESSAGE_BYTES = env_int("REALTIME_MAX_MESSAGE_BYTES", 8192)
 REALTIME_MAX_SOCKETS_PER_USER = env_int("REALTIME_MAX_SOCKETS_PER_USER", 20)
 # Cards sent on connect, and per sync message; the rest is counted ("and N more").
