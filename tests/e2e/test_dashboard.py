@@ -186,10 +186,8 @@ def test_refused_files_are_explained_and_never_sent(signed_in):
 BROKEN_WEBSOCKET = """
 (() => {
   const Real = window.WebSocket;
-  // A proxy that refuses websockets: every socket fails to open. Same origin (a path the
-  // server refuses), as a proxy would be: the page's CSP (connect-src 'self') blocks any other.
-  const refused = location.origin.replace(/^http/, "ws") + "/ws/refused/";
-  window.WebSocket = function (url, protocols) { return new Real(refused, protocols); };
+  // A proxy that refuses websockets: every socket fails to open.
+  window.WebSocket = function (url, protocols) { return new Real('ws://127.0.0.1:9/', protocols); };
   window.WebSocket.prototype = Real.prototype;
   Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
 })();
