@@ -823,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
         MEDIA_ROOT=str(media),
         # Production settings: DEBUG keeps every query's SQL in memory (see --debug-shape).
         DJANGO_DEBUG="0",
+        DJANGO_HTTPS="0",  # plain HTTP on loopback: no TLS redirect, cookies without Secure
         DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
         LOG_LEVEL=os.environ.get("LOG_LEVEL", "ERROR"),
         CHANNELS_PREFIX=os.environ.get("CHANNELS_PREFIX", "intake-bench"),

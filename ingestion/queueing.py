@@ -33,7 +33,9 @@ def send_upload(*, upload: Upload) -> bool:
     from .tasks import process_upload
 
     try:
-        result = process_upload.apply_async(args=(str(upload.pk),), queue=queue_for(upload))
+        # Flower and the worker's log show argsrepr: the file's name beside the bare id.
+        argsrepr = f"({upload.original_name[:80]!r}, {str(upload.pk)!r})"
+        result = process_upload.apply_async(args=(str(upload.pk),), queue=queue_for(upload), argsrepr=argsrepr)
     except BROKER_ERRORS:
         log.warning("The broker is unreachable; upload %s stays queued for the sweeper", upload.pk, exc_info=True)
         Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(

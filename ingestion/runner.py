@@ -41,6 +41,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .cancel_flags import cancel_flagged, clear_cancel_flag
+from .messages import user_message
 from .models import RowIssue, StagedLine, Upload
 from .outcomes import Cancelled, PipelineError
 from .services import attempt_counters, now_seq, publish_state
@@ -119,7 +120,7 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
     except Cancelled:
         status = Upload.Status.CANCELLED
     except PipelineError as exc:
-        status, error = Upload.Status.FAILED, str(exc)
+        status, error = Upload.Status.FAILED, user_message(upload_id=upload.pk, text=str(exc))
     except SoftTimeLimitExceeded:
         # Celery raises it from a signal handler, wherever the load was: perhaps inside a
         # statement whose result is still on the wire. Drop that connection; _finish opens
@@ -138,23 +139,20 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
             _release(upload)
             raise
         else:
-            log.exception("Upload %s failed in the database", upload.pk)
-            status, error = Upload.Status.FAILED, f"Database error while loading: {sys.exc_info()[1]}"
+            text = "The database refused the load; nothing was written."
+            status, error = Upload.Status.FAILED, user_message(upload_id=upload.pk, text=text, exc=sys.exc_info()[1])
     except TRANSIENT_ERRORS:
         supervisor.stop()
         _release(upload)
         raise
-    except Exception as exc:
-        log.exception("Upload %s failed unexpectedly", upload.pk)
-        status, error = Upload.Status.FAILED, f"Internal error while loading: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - logged by user_message with the upload id
+        text = "An internal error stopped the load; nothing was written."
+        status, error = Upload.Status.FAILED, user_message(upload_id=upload.pk, text=text, exc=exc)
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise  # the worker is stopping: the lease and the redelivery take the upload over
     except BaseException as exc:  # noqa: BLE001 - a Rust reader's panic (pyo3) escapes `except Exception`
-        log.exception("Upload %s: the reader crashed", upload.pk)
-        status, error = (
-            Upload.Status.FAILED,
-            f"The file could not be read: its reader crashed ({type(exc).__name__}). Nothing was written.",
-        )
+        text = f"The file could not be read: its reader crashed ({type(exc).__name__}). Nothing was written."
+        status, error = Upload.Status.FAILED, user_message(upload_id=upload.pk, text=text, exc=exc)
     finally:
         supervisor.stop()
     return _finish(upload, status=status, error=error)

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from .cancel_flags import clear_cancel_flag, set_cancel_flag
 from .columns import validate_explicit_mapping
+from .filenames import display_name, stored_name
 from .models import RowIssue, Upload
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def create_upload(
 ) -> Upload:
     """Store a file and queue it. `file` is a Django UploadedFile or any binary file object.
     Raises UploadRejected with a user-facing reason for a file that cannot be taken."""
-    name = os.path.basename(name or getattr(file, "name", "") or "upload.csv")
+    name = display_name(name or getattr(file, "name", "") or "upload.csv")
     size = getattr(file, "size", None)
     if size is None:
         file.seek(0, os.SEEK_END)
@@ -101,8 +102,12 @@ def create_upload(
     )
     with transaction.atomic():
         _check_unfinished_cap(owner=owner, name=name, lock=True)
-        upload.file.save(name, file if isinstance(file, File) else File(file, name=name), save=False)
-        upload.save()
+        upload.file.save(stored_name(name), file if isinstance(file, File) else File(file, name=name), save=False)
+        try:
+            upload.save()
+        except BaseException:
+            upload.file.delete(save=False)  # a row that is not there must leave no file behind
+            raise
     publish_state(upload)
     if enqueue:
         transaction.on_commit(lambda: enqueue_upload(upload=upload))

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -25,7 +27,8 @@ from .models import RowIssue, Upload
 UPLOADS_PER_PAGE = 25
 ISSUES_PER_PAGE = 50
 MAX_CARD_IDS = 100
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A formula start (after optional spaces) at the start of the cell or after a separator.
+FORMULA_START = re.compile(r"(^|[,;\t|\r\n])( *)(?=[=+\-@])")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -70,10 +73,20 @@ def form_flag(request, name: str) -> bool | None:
 
 
 def neutralize(cell) -> object:
-    """Keep a spreadsheet from running a cell as a formula (CSV injection)."""
-    if isinstance(cell, str) and cell.startswith(FORMULA_PREFIXES):
-        return "'" + cell
-    return cell
+    """Keep a spreadsheet from running a cell as a formula (CSV injection): a formula start
+    at the beginning of the cell, or after any character a spreadsheet may split on (Excel
+    in a European locale splits on ";" whatever the quoting), gets a "'" before it."""
+    if not isinstance(cell, str):
+        return cell
+    if cell.startswith(("\t", "\r")):
+        cell = "'" + cell
+    return FORMULA_START.sub(r"\1\2'", cell)
+
+
+def attachment_header(filename: str) -> str:
+    """Content-Disposition for any name: an ASCII fallback, and the real name (RFC 5987)."""
+    fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\;' else "_" for ch in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class Echo:
@@ -156,21 +169,27 @@ def upload_create(request):
         except services.UploadRejected as exc:
             return refuse(request, str(exc))
 
+    uploads: list[Upload] = []
     try:
         with transaction.atomic():
-            uploads = [
-                services.create_upload(
-                    owner=request.user,
-                    file=file,
-                    name=file.name,
-                    mapping=mapping,
-                    day_first=form_flag(request, "day_first"),
-                    strict=bool(form_flag(request, "strict")),
+            for file in files:
+                uploads.append(
+                    services.create_upload(
+                        owner=request.user,
+                        file=file,
+                        name=file.name,
+                        mapping=mapping,
+                        day_first=form_flag(request, "day_first"),
+                        strict=bool(form_flag(request, "strict")),
+                    )
                 )
-                for file in files
-            ]
-    except services.UploadRejected as exc:
-        return refuse(request, str(exc))
+    except BaseException as exc:
+        # The rows rolled back; the files stored before the failure must go too.
+        for upload in uploads:
+            upload.file.delete(save=False)
+        if isinstance(exc, services.UploadRejected):
+            return refuse(request, str(exc))
+        raise
 
     if wants_json(request):
         return JsonResponse({"uploads": [upload_ref(upload) for upload in uploads]}, status=201)
@@ -268,16 +287,16 @@ def upload_progress(request, upload_id):
 def upload_issues_csv(request, upload_id):
     upload = get_upload_or_404(request, upload_id)
     issues = selectors.row_issues(upload=upload).values_list("row_number", "column", "value", "message", "severity")
-    writer = csv.writer(Echo())
+    writer = csv.writer(Echo(), quoting=csv.QUOTE_ALL)
 
     def lines():
         yield writer.writerow(["row", "column", "value", "message", "severity"])
         for row in issues.iterator(chunk_size=2000):
             yield writer.writerow([neutralize(cell) for cell in row])
 
-    filename = f"{Path(upload.original_name).stem or 'upload'}-issues.csv".replace('"', "")
+    filename = f"{Path(upload.original_name).stem or 'upload'}-issues.csv"
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = attachment_header(filename)
     return response
 
 

@@ -8,3 +8,8 @@ def user_group(user_id) -> str:
 
 def upload_group(upload_id) -> str:
     return f"uploads.upload.{upload_id}"
+
+
+def user_sockets_group(user_id) -> str:
+    """Every socket of a user, the dashboard's and the detail pages': told when a session ends."""
+    return f"sockets.user.{user_id}"

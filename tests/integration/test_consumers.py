@@ -204,7 +204,8 @@ async def test_bad_messages_get_an_error_and_the_socket_stays_open(user, payload
     await communicator.send_to(text_data=payload)
     reply = await receive_text(communicator)
     assert 'id="ws-error"' in reply and expected in reply
-    # Still open and answering.
+    # Still open and answering (sync sends a card that changed since the snapshot).
+    await database_sync_to_async(Upload.objects.filter(pk=upload.pk).update)(seq=services.now_seq())
     await communicator.send_to(text_data=json.dumps({"action": "sync", "upload_ids": [str(upload.pk)]}))
     assert f'id="upload-{upload.pk}"' in await receive_text(communicator)
     await communicator.disconnect()
@@ -261,3 +262,73 @@ async def test_a_real_tasks_events_arrive_in_order_until_the_end(user, live_work
     assert any('data-status="processing"' in f for f in seen)
     assert len(seen) >= 3  # queued or processing, progress, completed
     await communicator.disconnect()
+
+
+# --- limits: sockets per user, the snapshot's size, sync's cost, sign-out ---------------------
+
+
+async def test_sockets_per_user_are_capped_and_a_closed_one_frees_its_place(user, other_user, settings):
+    settings.REALTIME_MAX_SOCKETS_PER_USER = 2
+    first, _, _ = await connect(user)
+    await receive_text(first)
+    second, _, _ = await connect(user)
+    await receive_text(second)
+    third, connected, _ = await connect(user)
+    assert connected
+    assert "You have 2 live pages open, the most allowed" in await receive_text(third)
+    assert await third.receive_output(timeout=5) == {
+        "type": "websocket.close",
+        "code": 4429,
+        "reason": "You have 2 live pages open, the most allowed; close some tabs and reload.",
+    }
+    theirs, _, _ = await connect(other_user)  # another user's count is their own
+    assert 'id="ws-snapshot"' in await receive_text(theirs)
+    await first.disconnect()
+    fourth, _, _ = await connect(user)
+    assert 'id="ws-snapshot"' in await receive_text(fourth)
+
+
+async def test_snapshot_is_capped_and_says_how_many_more(user, settings):
+    settings.REALTIME_SNAPSHOT_MAX = 5
+    uploads = [
+        await database_sync_to_async(make_upload)(user, status=Upload.Status.QUEUED, name=f"f{i}.csv") for i in range(8)
+    ]
+    communicator, _, _ = await connect(user)
+    snapshot = await receive_text(communicator)
+    assert snapshot.count('class="upload-card') == 5
+    newest = sorted(uploads, key=lambda u: u.created_at, reverse=True)
+    assert all(f'id="upload-{u.pk}"' in snapshot for u in newest[:5])
+    assert '<div id="ws-more" data-more="3">and 3 more unfinished uploads</div>' in snapshot
+
+
+async def test_sync_sends_only_changed_cards_and_at_most_the_cap(user, settings):
+    settings.REALTIME_SYNC_MAX = 3
+    uploads = [await database_sync_to_async(make_upload)(user, name=f"s{i}.csv") for i in range(5)]
+    communicator, _, _ = await connect(user)
+    await receive_text(communicator)  # all five, in the snapshot
+    ids = [str(u.pk) for u in uploads]
+    await communicator.send_to(text_data=json.dumps({"action": "sync", "upload_ids": ids}))
+    assert await communicator.receive_nothing(timeout=0.5)  # nothing changed: nothing sent
+    for upload in uploads:
+        await database_sync_to_async(Upload.objects.filter(pk=upload.pk).update)(seq=services.now_seq())
+    await communicator.send_to(text_data=json.dumps({"action": "sync", "upload_ids": ids}))
+    reply = await receive_text(communicator)
+    assert [u for u in ids if f'id="upload-{u}"' in reply] == ids[:3]
+
+
+async def test_signing_out_closes_that_sessions_sockets(user):
+    client = Client()
+    await database_sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    headers = [(b"host", b"localhost"), (b"origin", ORIGIN), (b"cookie", cookie)]
+    dashboard = WebsocketCommunicator(application, "/ws/uploads/", headers=headers)
+    _opened.append(dashboard)
+    assert (await dashboard.connect(timeout=5))[0]
+    await receive_text(dashboard)
+    other_browser, _, _ = await connect(user)  # the same user, signed in elsewhere
+    await receive_text(other_browser)
+
+    response = await database_sync_to_async(client.post)("/accounts/logout/")
+    assert response.status_code == 302
+    assert await dashboard.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    assert await other_browser.receive_nothing(timeout=0.5)  # still signed in there

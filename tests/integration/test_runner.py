@@ -246,13 +246,17 @@ def suppliers_refused():
             cursor.execute("DROP FUNCTION refuse_suppliers()")
 
 
-def test_failed_in_the_database(user, tmp_path, suppliers_refused):
+def test_failed_in_the_database(user, tmp_path, suppliers_refused, caplog):
     upload = new_upload(user, write_orders(tmp_path / "a.csv", 100))
     result = runner.run_upload(upload_id=upload.pk, task_id="t")
     upload.refresh_from_db()
     assert upload.status == Upload.Status.FAILED
     assert upload.error_message == result["error"]
-    assert upload.error_message.startswith(f"Database error while loading: {suppliers_refused}")
+    # The user reads a bounded sentence with the upload id; the database's text is in the log.
+    assert upload.error_message == (
+        f"The database refused the load; nothing was written. The details are in the server log under upload {upload.pk}."
+    )
+    assert suppliers_refused in caplog.text and f"Upload {upload.pk}:" in caplog.text
     assert (upload.created_suppliers, upload.created_lines) == (0, 0)
     assert not Supplier.objects.exists()
 
