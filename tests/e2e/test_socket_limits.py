@@ -69,11 +69,13 @@ def test_a_page_that_floods_its_socket_shows_the_reason_and_backs_off(signed_in)
     expect(page.locator("#live-refused")).to_have_count(0)
 
 
-def test_the_capped_snapshot_says_how_many_more_unfinished_uploads_there_are(signed_in, tmp_path):
+def test_the_capped_snapshot_says_how_many_more_unfinished_uploads_there_are(signed_in, tmp_path, monkeypatch):
     pia = signed_in("pia", wait_live=False)
     owner = get_user_model().objects.get(username="pia")
     path = write_orders(tmp_path / "waiting.csv", 5, prefix="W")
     extra = 3
+    # More unfinished uploads than one person may start: made here, past the per-user cap.
+    monkeypatch.setattr(settings, "INGEST_MAX_ACTIVE_UPLOADS_PER_USER", settings.REALTIME_SNAPSHOT_MAX + extra)
     # Queued and never sent to the broker: they stay unfinished while the page looks.
     uploads = [
         services.create_upload_from_path(owner=owner, path=path, enqueue=False)

@@ -65,6 +65,7 @@ def test_a_reader_panic_fails_the_upload_instead_of_leaving_it_processing(user, 
     upload.refresh_from_db()
     assert upload.status == Upload.Status.FAILED
     assert upload.error_message == (
-        "The file could not be read: its reader crashed (PanicException). Nothing was written."
+        "The file could not be read: its reader crashed (PanicException). Nothing was written. "
+        f"The details are in the server log under upload {upload.pk}."
     )
     assert (upload.heartbeat_at, result["status"]) == (None, "failed")
