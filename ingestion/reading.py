@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import workbook_guard
+from . import workbook_guard, xlsx_stream
 from .columns import looks_like_header
 
 EXCEL_EXTENSIONS = (".xlsx", ".xls", ".ods")
@@ -362,6 +362,8 @@ def _csv_batches(reader, first_data_row: int, *, positions: list[int], names: li
 # up to Excel's own limit of 1,048,576 rows.
 XLSX_STREAM_BYTES = 10 * 1024 * 1024
 
+_TEXT = pd.StringDtype(na_value=float("nan"))  # what pd.DataFrame(..., dtype=str) makes
+
 _EXCEL_MAGIC = {".xlsx": b"PK\x03\x04", ".ods": b"PK\x03\x04", ".xls": b"\xd0\xcf\x11\xe0"}
 
 
@@ -496,60 +498,82 @@ def _open_excel(path: Path, *, ext: str, head: bytes, batch_rows: int, limits: R
 
 
 def _open_xlsx_streaming(path: Path, *, batch_rows: int, limits: ReadLimits) -> Table:
-    from openpyxl import load_workbook
-
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # zipfile, XML and openpyxl errors alike
-        raise FileError(f"This .xlsx workbook cannot be opened: {exc}") from exc
+        workbook = xlsx_stream.Workbook(path)
+    except xlsx_stream.SheetError as exc:
+        raise FileError(str(exc)) from exc
+    converter = xlsx_stream.Converter(workbook, _cell_text)
     chosen = None
-    for sheet in workbook.worksheets:
-        # Only the first rows, whatever width the sheet declares (<dimension> may claim XFD).
-        head = [list(r) for r in sheet.iter_rows(max_row=HEADER_SEARCH_ROWS, values_only=True)]
-        index = _choose_header(head)
-        if index is None:
-            continue
-        candidate = (sheet, head, index)
-        if looks_like_header([_cell_text(c) for c in head[index]]):
-            chosen = candidate
-            break
-        chosen = chosen or candidate  # kept unless a later sheet has real headers
+    try:
+        for sheet_name, member in workbook.sheets:
+            sheet = xlsx_stream.SheetStream(workbook, member, sheet_name, converter)
+            # Only the first rows, whatever width the sheet declares (<dimension> may claim XFD).
+            head = [
+                cells
+                for number, cells in itertools.takewhile(
+                    lambda row: row[0] <= HEADER_SEARCH_ROWS, sheet.rows(columns=None)
+                )
+            ]
+            index = _choose_header(head)
+            if index is None:
+                continue
+            candidate = (sheet, head, index)
+            if looks_like_header(head[index]):
+                chosen = candidate
+                break
+            chosen = chosen or candidate  # kept unless a later sheet has real headers
+    except xlsx_stream.SheetError as exc:
+        workbook.close()
+        raise FileError(str(exc)) from exc
     if chosen is None:
         workbook.close()
         raise FileError("The workbook has no sheet with data.")
     sheet, head, header_index = chosen
     headers = _headers_of(head[header_index])
-    _check_width(headers, limits=limits, where=f"Sheet {sheet.title!r}")
+    _check_width(headers, limits=limits, where=f"Sheet {sheet.name!r}")
     first_data_row = header_index + 2
 
     def read(positions: list[int] | None) -> Iterator[Batch]:
         positions = list(range(len(headers))) if positions is None else positions
-        # Never wider than the last column read: openpyxl pads every row to max_col.
-        source = sheet.iter_rows(min_row=first_data_row, max_col=max(positions, default=0) + 1, values_only=True)
+        names = [headers[i] for i in positions]
+        blocks = sheet.blocks(columns=positions, first_row=first_data_row)
+        pending: list[list] = []  # blocks of columns not yet in a batch
+        pending_rows = 0
         row = first_data_row
+
+        def batch(columns: list, count: int) -> Batch:
+            frame = pd.DataFrame({i: pd.Series(column, dtype=_TEXT) for i, column in enumerate(columns)})
+            frame.columns = names
+            frame.index = range(row, row + count)
+            return Batch(frame=frame, first_row=row)
+
         try:
             while True:
                 try:
-                    chunk = list(itertools.islice(source, batch_rows))
-                except Exception as exc:  # XML and zip errors met while streaming
-                    raise FileError(f"Sheet {sheet.title!r} cannot be read near row {row}: {exc}") from exc
-                if not chunk:
+                    _first, count, arrays = next(blocks, (0, 0, None))
+                except xlsx_stream.SheetError as exc:
+                    raise FileError(str(exc)) from exc
+                if arrays is not None:
+                    pending.append(arrays)
+                    pending_rows += count
+                while pending_rows >= batch_rows or (arrays is None and pending_rows):
+                    columns = [xlsx_stream.concat([p[i] for p in pending]) for i in range(len(positions))]
+                    size = min(batch_rows, pending_rows)
+                    yield batch([c.slice(0, size) for c in columns], size)
+                    pending = [[c.slice(size) for c in columns]]
+                    pending_rows -= size
+                    row += size
+                if arrays is None:
                     return
-                if row + len(chunk) - 1 > workbook_guard.MAX_SHEET_ROWS:
-                    raise FileError(
-                        f"Sheet {sheet.title!r} has more than {workbook_guard.MAX_SHEET_ROWS:,} rows, more than a "
-                        "worksheet can hold: the file is not a real workbook."
-                    )
-                yield _frame(chunk, headers=headers, positions=positions, first_row=row)
-                row += len(chunk)
         finally:
+            blocks.close()
             workbook.close()
 
     # The sheet's declared size: a guess for the progress bar, never trusted beyond the limit.
-    estimate = min(sheet.max_row or 0, workbook_guard.MAX_SHEET_ROWS) - header_index - 1
+    estimate = min(sheet.declared_rows or 0, workbook_guard.MAX_SHEET_ROWS) - header_index - 1
     return Table(
         headers=headers,
-        estimated_rows=estimate if estimate and estimate > 0 else None,
+        estimated_rows=estimate if estimate > 0 else None,
         read=read,
-        description=f".xlsx workbook, sheet {sheet.title!r} (streamed)",
+        description=f".xlsx workbook, sheet {sheet.name!r} (streamed)",
     )
