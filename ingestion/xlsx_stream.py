@@ -32,8 +32,8 @@ from defusedxml import ElementTree
 from . import workbook_guard
 
 CHUNK_BYTES = 1 << 20
-# Rows are read this much XML at a time (about 6,000 rows of a 12-column export).
-BLOCK_BYTES = 4 << 20
+# Rows are read this much XML at a time (about 1,600 rows of a 12-column export).
+BLOCK_BYTES = 1 << 20
 # A row whose XML runs longer than this without ending is not a real row.
 MAX_ROW_BYTES = 64 << 20
 # Where a sheet's rows begin must be found within this much of its XML.
@@ -347,16 +347,18 @@ class SheetStream:
         of rows from `first_row` up to the last row with a value in those columns; gaps in
         the row numbers are filled with blank rows, so blocks follow each other row for row."""
         slots = {workbook_guard.column_letters(c + 1): i for i, c in enumerate(columns)}
+        slot_of = np.full(_MAX_LETTERS_COLUMN + 1, -1, dtype=np.int64)  # by column number
+        for i, c in enumerate(columns):
+            slot_of[c + 1] = i
         emitted = first_row - 1  # the last row produced
         seen = 0  # the last row met
         for wrapper, block in self._blocks():
             try:
                 fast = _fast_cells(block)
-                if fast is None:
+                found = None if fast is None else self._convert(*fast, slot_of=slot_of)
+                if found is None:
                     cells = self._cells(wrapper, block, last_row=seen)
                     found = _cells_as_arrays(cells, slots, self.converter.text)
-                else:
-                    found = self._convert(*fast, slots=slots)
             except SheetError as exc:
                 raise SheetError(f"Sheet {self.name!r}, after row {seen}, {exc}.") from exc
             except (ValueError, TypeError, OverflowError, pa.ArrowInvalid) as exc:
@@ -392,21 +394,22 @@ class SheetStream:
             yield emitted + 1, count, arrays
             emitted = last
 
-    def _convert(self, letters: pa.Array, rows: np.ndarray, attrs: pa.Array, values: pa.Array, *, slots):
-        """(row numbers, column slots, texts) of the cells, their values made text."""
+    def _convert(
+        self, numbers: np.ndarray, rows: np.ndarray, attrs: pa.Array, values: pa.Array, escaped: bool, *, slot_of
+    ):
+        """(row numbers, column slots, texts) of the cells, their values made text; None when
+        a cell has attributes the fast path does not know."""
         if not len(rows):
             return rows, rows, values
-        encoded = pc.dictionary_encode(letters)
-        slot_of = np.array([slots.get(letter, -1) for letter in encoded.dictionary.to_pylist()], dtype=np.int64)
-        slot = slot_of[encoded.indices.to_numpy(zero_copy_only=False)]
-        if pc.any(pc.match_substring_regex(values, r"[&\r]")).as_py():
+        slot = slot_of[numbers]
+        if escaped and pc.any(pc.match_substring_regex(values, r"[&\r]")).as_py():
             values = pa.array([_unescape(v) for v in values.to_pylist()], pa.string())
         encoded = pc.dictionary_encode(attrs)
         kinds, styles, types = [], [], []
         for text in encoded.dictionary.to_pylist():
             match = _ATTRS_RE.fullmatch(text)
             if match is None:
-                raise SheetError(f"has a cell with attributes it cannot read ({text.strip()!r})")
+                return None
             style, kind = match.group(1) or "", match.group(2) or ""
             styles.append(style)
             types.append(kind)
@@ -416,31 +419,37 @@ class SheetStream:
         texts = values
         slow = np.zeros(len(values), dtype=bool)
         wanted = slot >= 0
-        if (wanted & (cell_kinds == _NUMBER)).any():
+        numeric = np.flatnonzero(wanted & (cell_kinds == _NUMBER))
+        if len(numeric):
+            number = pc.take(values, pa.array(numeric))
             plain = pc.or_(
-                pc.match_substring_regex(values, _PLAIN_INTEGER),
+                pc.match_substring_regex(number, _PLAIN_INTEGER),
                 pc.and_(
                     pc.and_(
-                        pc.match_substring_regex(values, _PLAIN_DECIMAL),
-                        pc.invert(pc.match_substring_regex(values, _TINY_DECIMAL)),
+                        pc.match_substring_regex(number, _PLAIN_DECIMAL),
+                        pc.invert(pc.match_substring_regex(number, _TINY_DECIMAL)),
                     ),
                     pc.less_equal(
-                        pc.subtract(pc.utf8_length(values), pc.cast(pc.starts_with(values, "-"), pa.int32())), 16
+                        pc.subtract(pc.utf8_length(number), pc.cast(pc.starts_with(number, "-"), pa.int32())), 16
                     ),
                 ),
             ).to_numpy(zero_copy_only=False)
-            slow |= wanted & (cell_kinds == _NUMBER) & ~plain
-        dates = wanted & (cell_kinds == _DATE)
-        if dates.any():
-            whole = pc.match_substring_regex(values, _WHOLE_DAYS).to_numpy(zero_copy_only=False) & dates
-            serials = np.zeros(len(values), dtype=np.int64)
+            slow[numeric[~plain]] = True
+        dates = np.flatnonzero(wanted & (cell_kinds == _DATE))
+        if len(dates):
+            serial = pc.take(values, pa.array(dates))
+            whole = pc.match_substring_regex(serial, _WHOLE_DAYS).to_numpy(zero_copy_only=False)
+            serials = np.zeros(len(dates), dtype=np.int64)
             if whole.any():
-                serials[whole] = pc.cast(pc.filter(values, pa.array(whole)), pa.int64()).to_numpy()
-            fast_dates = whole & (serials >= _FIRST_PLAIN_SERIAL) & (serials <= _LAST_SERIAL)
-            slow |= dates & ~fast_dates
-            if fast_dates.any():
-                days = (_EXCEL_EPOCH + serials[fast_dates].astype("timedelta64[D]")).astype(str)
-                texts = pc.replace_with_mask(texts, pa.array(fast_dates), pa.array(days.tolist(), pa.string()))
+                serials[whole] = pc.cast(pc.filter(serial, pa.array(whole)), pa.int64()).to_numpy()
+            fast = whole & (serials >= _FIRST_PLAIN_SERIAL) & (serials <= _LAST_SERIAL)
+            slow[dates[~fast]] = True
+            if fast.any():
+                distinct, back = np.unique(serials[fast], return_inverse=True)
+                days = pa.array((_EXCEL_EPOCH + distinct.astype("timedelta64[D]")).astype(str))
+                mask = np.zeros(len(values), dtype=bool)
+                mask[dates[fast]] = True
+                texts = pc.replace_with_mask(texts, pa.array(mask), pc.take(days, pa.array(back)))
         shared = wanted & (cell_kinds == _SHARED) & pc.not_equal(values, "").to_numpy(zero_copy_only=False)
         if shared.any():
             index = pc.cast(pc.filter(values, pa.array(shared)), pa.int64()).to_numpy()
@@ -548,9 +557,39 @@ class SheetStream:
 
 # --- the fast path: a block of common cells, read by Arrow and numpy --------------------------
 
-# The tags of common cells (after inline strings are rewritten as values); a block whose
-# every '<' opens one of them is read by splitting, without a parser.
-_PLAIN_TAGS = (b"<c ", b"<v>", b"<f>", b"<f ", b"</f>", b"<row ", b"<row>", b"</row>", b"</c>")
+# The tags of common cells, by the (up to four) bytes after their '<'; a block whose every
+# '<' opens one of them, in the order common cells put them, is read from the tags'
+# positions, without a parser.
+_UNKNOWN, _C, _C_END, _V, _V_END, _IS, _IS_END, _T, _T_END, _F, _ROW, _ROW_END = range(12)
+_TAGS = [
+    (_C, b"c "),
+    (_C_END, b"/c>"),
+    (_V, b"v>"),
+    (_V_END, b"/v>"),
+    (_IS, b"is>"),
+    (_IS_END, b"/is>"),
+    (_T, b"t>"),
+    (_T, b"t "),
+    (_T_END, b"/t>"),
+    (_F, b"f>"),
+    (_F, b"f "),
+    (_F, b"/f>"),
+    (_ROW, b"row "),
+    (_ROW, b"row>"),
+    (_ROW_END, b"/row"),  # and '>' after it
+]
+
+
+def _key(pattern: bytes) -> tuple[int, int]:
+    """The pattern as a little-endian integer of up to four bytes, and the mask of its length."""
+    padded = pattern.ljust(4, b"\x00")
+    return int.from_bytes(padded, "little"), int.from_bytes(
+        b"\xff" * len(pattern) + b"\x00" * (4 - len(pattern)), "little"
+    )
+
+
+_TAG_KEYS = [(code, *_key(pattern)) for code, pattern in _TAGS]
+_MAX_LETTERS_COLUMN = 26**3 + 26**2 + 26  # ZZZ
 _ATTRS_RE = re.compile(r'(?: s="([0-9]{1,9})")?(?: t="([a-zA-Z]{1,9})")?')
 # Numbers whose text openpyxl and reading._cell_text give back unchanged: integers, and
 # decimals of at most 15 digits not below 0.0001 (repr writes those the same way).
@@ -567,45 +606,103 @@ _AS_IS, _NUMBER, _DATE, _SHARED, _BOOL, _OTHER = range(6)
 
 
 def _fast_cells(block: bytes):
-    """(column letters, row numbers, attribute strings, values) of a block's cells with a
-    value, as Arrow arrays; None when the block holds anything but common cells."""
+    """(column numbers, row numbers, attribute strings, values) of a block's cells with a
+    value: numpy arrays and Arrow arrays, found by the positions of the block's tags alone.
+    None when the block holds anything but common cells (see _TAGS)."""
     if b"\x00" in block:
         return None
-    data = block.replace(b"<is><t>", b"<v>").replace(b'<is><t xml:space="preserve">', b"<v>")
-    data = data.replace(b"</t></is></c>", b"</v></c>")
-    values = data.count(b"<v>")
-    data = data.replace(b"</v></c>", b"\x00")
-    if data.count(b"\x00") != values or data.count(b"<") != sum(data.count(tag) for tag in _PLAIN_TAGS):
+    a = np.frombuffer(block + b"\x00" * 8, dtype=np.uint8)
+    lt = np.flatnonzero(a[: len(block)] == 60)
+    if not len(lt):
         return None
-    if not values:
-        return pa.array([], pa.string()), np.zeros(0, np.int64), pa.array([], pa.string()), pa.array([], pa.string())
-    pieces = pc.list_flatten(pc.split_pattern(pa.array([data], pa.binary()), b"\x00"))
-    pieces = pieces.slice(0, values)
-    parts = pc.split_pattern(pieces, b"<v>", max_splits=1, reverse=True)
-    if pc.min(pc.list_value_length(parts)).as_py() != 2:
+    after = lt + 1
+    key = a[after].astype(np.uint32)
+    for shift in (1, 2, 3):
+        key |= a[after + shift].astype(np.uint32) << np.uint32(8 * shift)
+    kind = np.full(len(lt), _UNKNOWN, dtype=np.int8)
+    for code, value, mask in _TAG_KEYS:
+        kind[(key & np.uint32(mask)) == np.uint32(value)] = code
+    if (kind == _UNKNOWN).any() or (a[lt[kind == _ROW_END] + 5] != 62).any():
         return None
-    head, value = pc.list_element(parts, 0), pc.list_element(parts, 1)
-    parts = pc.split_pattern(head, b"<c ", max_splits=1, reverse=True)
-    if pc.min(pc.list_value_length(parts)).as_py() != 2:
+    padded = np.concatenate([kind, np.full(4, _UNKNOWN, dtype=np.int8)])
+    v = np.flatnonzero(kind == _V)
+    t = np.flatnonzero(kind == _T)
+    if len(v) and not ((padded[v + 1] == _V_END) & (padded[v + 2] == _C_END)).all():
         return None
-    parts = pc.split_pattern(pc.list_element(parts, 1), b'"', max_splits=2)
     if (
-        pc.min(pc.list_value_length(parts)).as_py() != 3
-        or not pc.all(pc.equal(pc.list_element(parts, 0), pa.scalar(b"r=", pa.binary()))).as_py()
+        len(t)
+        and not (
+            (kind[t - 1] == _IS) & (padded[t + 1] == _T_END) & (padded[t + 2] == _IS_END) & (padded[t + 3] == _C_END)
+        ).all()
     ):
         return None
-    ref = pc.cast(pc.list_element(parts, 1), pa.string())
-    rest = pc.list_element(pc.split_pattern(pc.list_element(parts, 2), b">", max_splits=1), 0)
-    letters = pc.utf8_rtrim(ref, characters="0123456789")
-    digits = pc.utf8_ltrim(ref, characters="ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    if not pc.all(pc.match_substring_regex(digits, r"^[0-9]{1,7}$")).as_py():
+    tags = np.sort(np.concatenate([v, t]))  # the tag opening each value, in order
+    cells = np.flatnonzero(kind == _C)
+    if not len(tags):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), pa.array([], pa.string()), pa.array([], pa.string()), False
+    which = np.searchsorted(cells, tags) - 1  # each value's cell: the last one opened before it
+    if which[0] < 0 or (len(which) > 1 and (np.diff(which) <= 0).any()):
         return None
-    rows = pc.cast(digits, pa.int64()).to_numpy()
+    owner = cells[which]
+    closed = np.cumsum(kind == _C_END)
+    if (closed[tags] != closed[owner]).any():  # a cell ended between its start and the value
+        return None
+    start = lt[owner]
+    if not ((a[start + 3] == 114) & (a[start + 4] == 61) & (a[start + 5] == 34)).all():  # r="
+        return None
+    quotes = np.flatnonzero(a == 34)
+    greater = np.flatnonzero(a == 62)
+    ref_end = quotes[np.searchsorted(quotes, start + 6)]
+    tag_end = greater[np.searchsorted(greater, start)]
+    if (a[tag_end - 1] == 47).any() or (ref_end > tag_end).any():  # self-closing, or r= not closed in the tag
+        return None
+    numbers, rows = _references(a, start + 6, ref_end)
+    if numbers is None:
+        return None
+    value_tag = lt[tags]
+    value_start = greater[np.searchsorted(greater, value_tag)] + 1
+    value_end = lt[tags + 1]
+    attrs = _gather(a, ref_end + 1, tag_end)
+    values = _gather(a, value_start, value_end)
+    escaped = b"&" in block or b"\r" in block
     try:
-        value = pc.cast(value, pa.string())
+        return numbers, rows, pc.cast(attrs, pa.string()), pc.cast(values, pa.string()), escaped
     except pa.ArrowInvalid as exc:
         raise SheetError(f"is not UTF-8 text ({exc})") from exc
-    return letters, rows, pc.cast(rest, pa.string()), value
+
+
+def _references(a: np.ndarray, start: np.ndarray, end: np.ndarray):
+    """Column and row numbers of cell references 'A1' to 'XFD1048576' (None if any is not one)."""
+    length = end - start
+    if (length < 2).any() or (length > 10).any():
+        return None, None
+    width = int(length.max())
+    at = np.arange(width)
+    inside = at < length[:, None]
+    chars = a[np.minimum(start[:, None] + at, len(a) - 1)].astype(np.int32)
+    letter = (chars >= 65) & (chars <= 90) & inside
+    digit = (chars >= 48) & (chars <= 57) & inside
+    letters = letter.sum(axis=1)
+    if not ((letter | digit) == inside).all() or not (letter == (at < letters[:, None])).all():
+        return None, None
+    digits = length - letters
+    if (letters < 1).any() or (letters > 3).any() or (digits < 1).any() or (digits > 7).any():
+        return None, None
+    column_power = np.where(letter, 26 ** np.clip(letters[:, None] - 1 - at, 0, None), 0)
+    numbers = ((chars - 64) * column_power).sum(axis=1)
+    row_power = np.where(digit, 10 ** np.clip(length[:, None] - 1 - at, 0, None), 0)
+    rows = ((chars - 48) * row_power).sum(axis=1)
+    return numbers, rows
+
+
+def _gather(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """The byte spans [start, end) of `a`, as one Arrow binary array (copied once, contiguously)."""
+    lengths = (ends - starts).astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    data = a[index]
+    return pa.Array.from_buffers(pa.binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _cells_as_arrays(cells: list[Cell], slots: dict[str, int], text: Callable[[str, str, str, str], str]):
