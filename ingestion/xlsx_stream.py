@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +107,9 @@ class Workbook:
             return CALENDAR_WINDOWS_1900
         root = workbook_guard._parse_small(self.archive, "xl/workbook.xml", kind=".xlsx")
         for element in root.iter():
-            if workbook_guard._local(element.tag) == "workbookPr":
-                if element.get("date1904", "").lower() in ("1", "true"):
-                    return CALENDAR_MAC_1904
+            local = workbook_guard._local(element.tag)
+            if local == "workbookPr" and element.get("date1904", "").lower() in ("1", "true"):
+                return CALENDAR_MAC_1904
         return CALENDAR_WINDOWS_1900
 
     def _styles(self) -> Styles:
@@ -342,7 +342,7 @@ class SheetStream:
 
     # --- batches of columns ---
 
-    def blocks(self, *, columns: list[int], first_row: int) -> Iterator[tuple[int, int, list[pa.Array]]]:
+    def blocks(self, *, columns: list[int], first_row: int) -> Generator[tuple[int, int, list[pa.Array]], None, None]:
         """(first row number, rows, one Arrow array of text per column asked for) for every block
         of rows from `first_row` up to the last row with a value in those columns; gaps in
         the row numbers are filled with blank rows, so blocks follow each other row for row."""
