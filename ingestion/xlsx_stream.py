@@ -34,6 +34,8 @@ from . import workbook_guard
 CHUNK_BYTES = 1 << 20
 # Rows are read this much XML at a time (about 1,600 rows of a 12-column export).
 BLOCK_BYTES = 1 << 20
+# The rows read cell by cell (the header search) are read this much XML at a time.
+PIECE_BYTES = 64 << 10
 # A row whose XML runs longer than this without ending is not a real row.
 MAX_ROW_BYTES = 64 << 20
 # Where a sheet's rows begin must be found within this much of its XML.
@@ -212,10 +214,10 @@ class SheetStream:
 
     # --- the XML, in blocks of whole rows ---
 
-    def _chunks(self) -> Iterator[bytes]:
+    def _chunks(self, size: int) -> Iterator[bytes]:
         try:
             with self.workbook.archive.open(self.member) as stream:
-                while chunk := stream.read(CHUNK_BYTES):
+                while chunk := stream.read(size):
                     yield chunk
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
             raise SheetError(
@@ -223,12 +225,13 @@ class SheetStream:
                 f"or checksum ({exc})."
             ) from exc
 
-    def _blocks(self) -> Iterator[tuple[tuple[str, str], bytes]]:
+    def _blocks(self, block_bytes: int = 0) -> Iterator[tuple[tuple[str, str], bytes]]:
         """(wrapper, block) pairs: blocks of whole rows from <sheetData>, the wrapper being
         what a parser needs around a block to read it alone (the root and sheetData start
         tags, with their namespaces, and their end tags). A part without <sheetData> (a
         chart sheet) has no rows."""
-        chunks = self._chunks()
+        block_bytes = block_bytes or BLOCK_BYTES
+        chunks = self._chunks(min(CHUNK_BYTES, block_bytes))
         pending = b""
         match = None
         for chunk in chunks:
@@ -258,7 +261,7 @@ class SheetStream:
         for chunk in chunks:
             parts.append(chunk)
             size += len(chunk)
-            if size < BLOCK_BYTES:
+            if size < block_bytes:
                 continue
             pending = b"".join(parts)
             cut = _row_end(pending)
@@ -391,6 +394,7 @@ class SheetStream:
                 take[rows[mine] - emitted - 1] = index[mine]
                 picked = pc.take(texts, pa.array(take, mask=take < 0))
                 arrays.append(pc.fill_null(picked, ""))
+            _POOL.release_unused()  # mimalloc keeps freed blocks otherwise: tens of MB per worker
             yield emitted + 1, count, arrays
             emitted = last
 
@@ -505,7 +509,7 @@ class SheetStream:
         emitted = first_row - 1  # the last row produced
         current = 0
         values: list[str] | dict[int, str] = []
-        for wrapper, block in self._blocks():
+        for wrapper, block in _pieces(self._blocks()):
             try:
                 cells = self._cells(wrapper, block, last_row=current)
             except SheetError as exc:
@@ -589,6 +593,7 @@ def _key(pattern: bytes) -> tuple[int, int]:
 
 
 _TAG_KEYS = [(code, *_key(pattern)) for code, pattern in _TAGS]
+_POOL = pa.default_memory_pool()
 _MAX_LETTERS_COLUMN = 26**3 + 26**2 + 26  # ZZZ
 _ATTRS_RE = re.compile(r'(?: s="([0-9]{1,9})")?(?: t="([a-zA-Z]{1,9})")?')
 # Numbers whose text openpyxl and reading._cell_text give back unchanged: integers, and
@@ -716,6 +721,18 @@ def _cells_as_arrays(cells: list[Cell], slots: dict[str, int], text: Callable[[s
         slot.append(found)
         texts.append(text(style, kind, value, inline))
     return np.array(rows, dtype=np.int64), np.array(slot, dtype=np.int64), pa.array(texts, pa.string())
+
+
+def _pieces(blocks: Iterator[tuple[tuple[str, str], bytes]]) -> Iterator[tuple[tuple[str, str], bytes]]:
+    """Blocks cut again at row ends into pieces of about PIECE_BYTES, read one by one: the
+    rows met cell by cell (the header search) cost a few megabytes, not tens."""
+    for wrapper, block in blocks:
+        start = 0
+        while start < len(block):
+            cut = _row_end(block[start : start + PIECE_BYTES]) if len(block) - start > PIECE_BYTES else -1
+            end = start + cut if cut > 0 else len(block)
+            yield wrapper, block[start:end]
+            start = end
 
 
 def _in_main_ns(element):
