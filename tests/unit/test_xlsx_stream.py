@@ -280,3 +280,12 @@ def test_a_shared_string_the_workbook_does_not_hold_is_refused(tmp_path):
         FileError, match=r"Sheet 'Orders', cell A2, refers to shared string 99, which the workbook does not hold"
     ):
         streamed(path)
+
+
+def test_a_row_beyond_the_last_a_sheet_holds_is_refused_while_streaming(tmp_path):
+    rows = HEAD_ROW + "".join(f'<row r="{n}"><c r="C{n}"><v>{n}</v></c></row>' for n in range(2, 2000))
+    rows += '<row r="1048577"><c r="C1048577"><v>1</v></c></row>'
+    path = handmade(tmp_path / "deep.xlsx", rows, strings=STRINGS)
+    table = open_table(path, name=path.name, batch_rows=1000)
+    with pytest.raises(FileError, match=r"Sheet 'Orders' has more than 1,048,576 rows, more than a worksheet can hold"):
+        list(table.batches)
