@@ -28,7 +28,7 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy ingestion realtime
+	$(VENV)/bin/mypy ingestion realtime analytics
 	$(PY) manage.py makemigrations --check --dry-run
 
 fmt: install

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "template_partials",
     "ingestion",
     "realtime",
+    "analytics",
 ]
 
 MIDDLEWARE = [
@@ -243,6 +244,11 @@ INGEST_STALE_SECONDS = float(os.environ.get("INGEST_STALE_SECONDS", "30"))
 # Progress fragments per upload are coalesced to at most one per this many seconds: a
 # flood of tiny batches stays at 25 swaps a second, and a held-back state waits 40 ms at most.
 REALTIME_MIN_INTERVAL = float(os.environ.get("REALTIME_MIN_INTERVAL", "0.04"))
+
+# --- Analytics ---------------------------------------------------------------------------
+# The supplier comparison names the cheapest supplier among those that carry at least this
+# share of a material's quantity (in the chosen currency).
+ANALYTICS_MIN_VOLUME_SHARE = float(os.environ.get("ANALYTICS_MIN_VOLUME_SHARE", "0.1"))
 
 LOGGING = {
     "version": 1,

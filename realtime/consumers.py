@@ -33,7 +33,7 @@ from ingestion.cards import render_cards
 from ingestion.models import Upload
 
 from . import sockets
-from .groups import upload_group, user_group, user_sockets_group
+from .groups import DATA_GROUP, upload_group, user_group, user_sockets_group
 from .signals import session_tag
 from .throttle import TokenBucket
 
@@ -117,7 +117,14 @@ class UploadsConsumer(AsyncWebsocketConsumer):
         self.bucket = TokenBucket(rate=settings.REALTIME_MESSAGES_PER_SECOND, burst=settings.REALTIME_MESSAGE_BURST)
         session = self.scope.get("session")
         self.session = session_tag(getattr(session, "session_key", None))
-        upload_id = parse_qs(self.scope.get("query_string", b"").decode()).get("upload", [None])[0]
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        if query.get("watch", [None])[0] == "data":
+            # An analytics page: told only that new data arrived; it sends nothing.
+            self.watch_groups = [DATA_GROUP]
+            await self.channel_layer.group_add(DATA_GROUP, self.channel_name)
+            await self.accept()
+            return
+        upload_id = query.get("upload", [None])[0]
         if upload_id:
             upload = await off_thread(selectors.upload_for_user)(user=user, upload_id=upload_id[:64])
             if upload is None:
@@ -256,3 +263,6 @@ class UploadsConsumer(AsyncWebsocketConsumer):
         if event.get("session") in (None, self.session):
             self.closing = True
             await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def data_changed(self, event: dict) -> None:
+        await self.send(text_data=event["html"])

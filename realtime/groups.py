@@ -1,5 +1,8 @@
 """Channel-layer group names. A page joins its user's group (the dashboard) or one upload's
-group (the detail page); the publisher sends every event to both."""
+group (the detail page); the publisher sends every event to both. Analytics pages join the
+data group instead: it hears only that an upload completed (the loaded data is shared)."""
+
+DATA_GROUP = "uploads.data"
 
 
 def user_group(user_id) -> str:

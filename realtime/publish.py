@@ -26,7 +26,7 @@ from django.conf import settings
 
 from ingestion.cards import render_card
 
-from .groups import upload_group, user_group
+from .groups import DATA_GROUP, upload_group, user_group
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,18 @@ def card_message(upload) -> dict:
         "seq": upload.seq,
         "status": str(upload.status),
         "html": render_card(upload),
+    }
+
+
+def data_changed_message(upload) -> dict:
+    """For open analytics pages: new data was loaded (no file name: the data is shared, the
+    upload is its owner's)."""
+    return {
+        "type": "data.changed",
+        "upload_id": f"data-{upload.pk}",
+        "seq": upload.seq,
+        "status": str(upload.status),
+        "html": f'<div id="data-changed" data-changed="{upload.seq}"></div>',
     }
 
 
@@ -150,6 +162,8 @@ def publish_upload(upload, *, final: bool | None = None) -> None:
         final = upload.is_finished if final is None else final
         message = card_message(upload)
         _publisher.publish(message, [user_group(upload.owner_id), upload_group(upload.pk)], final=final)
+        if final and upload.status == "completed":
+            _publisher.publish(data_changed_message(upload), [DATA_GROUP], final=True)
     except SoftTimeLimitExceeded:
         raise  # the task's time is up: that must reach the runner, not be logged away
     except Exception:  # noqa: BLE001 - a lost event must never fail a load or a request

@@ -157,3 +157,104 @@ def write_orders(path: Path, rows: int, **options) -> Path:
         writer.writerow(HEADER)
         writer.writerows(order_rows(rows, **options))
     return path
+
+
+# --- loaded data made directly (analytics and browse tests) ---------------------------------
+
+
+def price_rows(*, seed: int = 7, count: int = 240) -> list[dict]:
+    """Purchase-order lines with known shapes: three suppliers, four materials (one bought
+    in two currencies), six months of order dates, a few prices far from their material's
+    usual one, a material whose prices never vary, and lines without an order date."""
+    import random
+    from datetime import date
+    from decimal import Decimal
+
+    rng = random.Random(seed)
+    base = {"M1": Decimal("10.00"), "M2": Decimal("250.00"), "M3": Decimal("3.50"), "M4": Decimal("42.00")}
+    rows = []
+    for i in range(count):
+        material = ["M1", "M2", "M3", "M4"][i % 4]
+        supplier = ["S1", "S2", "S3"][(i // 4) % 3]
+        currency = "EUR" if material == "M2" and i % 3 == 0 else "USD"
+        month = 1 + (i * 7) % 6
+        day = 1 + (i * 11) % 28
+        order_date = None if i % 37 == 5 else date(2024, month, day)
+        if material == "M4":
+            unit_price = base["M4"]  # no spread: never an outlier
+        else:
+            factor = Decimal(100 + rng.randint(-8, 8) + (month - 1) * 2) / 100
+            unit_price = (base[material] * factor).quantize(Decimal("0.01"))
+            if i in (17, 101, 202):
+                unit_price = (unit_price * 6).quantize(Decimal("0.01"))  # far above
+        quantity = Decimal(rng.randint(1, 40))
+        rows.append(
+            {
+                "po_number": f"PO-{i // 3:04d}",
+                "line_number": i % 3 + 1,
+                "supplier": supplier,
+                "material": material,
+                "currency": currency,
+                "order_date": order_date,
+                "quantity": quantity,
+                "unit_price": unit_price,
+            }
+        )
+    # A purchase order has one supplier and one order date: the first row of each PO decides.
+    first: dict[str, dict] = {}
+    for row in rows:
+        head = first.setdefault(row["po_number"], row)
+        row["supplier"], row["order_date"] = head["supplier"], head["order_date"]
+    return rows
+
+
+CATEGORIES = {"M1": "Fasteners", "M2": "Steel", "M3": "Fasteners", "M4": ""}
+UNITS = {"M1": "EA", "M2": "KG", "M3": "BOX", "M4": "EA"}
+
+
+def create_lines(rows: list[dict], *, upload=None) -> None:
+    """Write rows of price_rows() shape straight into the procurement tables."""
+    from ingestion.models import Material, PurchaseOrder, PurchaseOrderLine, Supplier
+
+    suppliers = {
+        code: Supplier.objects.get_or_create(key=code, defaults={"code": code, "name": f"Supplier {code}"})[0]
+        for code in sorted({r["supplier"] for r in rows})
+    }
+    materials = {
+        code: Material.objects.get_or_create(
+            key=code,
+            defaults={
+                "code": code,
+                "description": f"Material {code}",
+                "category": CATEGORIES.get(code, ""),
+                "unit_of_measure": UNITS.get(code, "EA"),
+            },
+        )[0]
+        for code in sorted({r["material"] for r in rows})
+    }
+    orders: dict[str, PurchaseOrder] = {}
+    for row in rows:
+        if row["po_number"] not in orders:
+            orders[row["po_number"]] = PurchaseOrder.objects.get_or_create(
+                po_number=row["po_number"],
+                defaults={
+                    "supplier": suppliers[row["supplier"]],
+                    "order_date": row["order_date"],
+                    "currency": row["currency"],
+                },
+            )[0]
+    PurchaseOrderLine.objects.bulk_create(
+        [
+            PurchaseOrderLine(
+                purchase_order=orders[row["po_number"]],
+                line_number=row["line_number"],
+                material=materials[row["material"]],
+                quantity=row["quantity"],
+                unit_price=row["unit_price"],
+                total_price=row["quantity"] * row["unit_price"],
+                currency=row["currency"],
+                upload=upload,
+            )
+            for row in rows
+        ]
+    )
