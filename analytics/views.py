@@ -8,6 +8,8 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from ingestion.services import now_seq
+
 from . import selectors
 from .exports import csv_response
 from .filters import LineFilter
@@ -57,6 +59,7 @@ def overview(request):
         "analytics/overview.html",
         {
             "filter": line_filter,
+            "since": now_seq(),
             "spend": spend,
             "currency": spend["supplier"]["currency"],
             "currencies": selectors.currencies(line_filter=line_filter),
@@ -88,6 +91,7 @@ def material(request, material_id: int):
         {
             "material": material,
             "filter": line_filter,
+            "since": now_seq(),
             "prices": prices,
             "comparison": comparison,
             "prices_chart": {"kind": "prices", "currencies": prices["currencies"]},
@@ -110,7 +114,7 @@ def outliers(request):
     return render(
         request,
         "analytics/outliers.html",
-        {"filter": line_filter, "outliers": found, "page": page, "pages": pages},
+        {"filter": line_filter, "outliers": found, "page": page, "pages": pages, "since": now_seq()},
     )
 
 
@@ -122,7 +126,9 @@ def variance(request):
     data = selectors.variance(line_filter=line_filter, page=page)
     pages = max(1, -(-data["total"] // selectors.OUTLIERS_PER_PAGE))
     return render(
-        request, "analytics/variance.html", {"filter": line_filter, "data": data, "page": page, "pages": pages}
+        request,
+        "analytics/variance.html",
+        {"filter": line_filter, "data": data, "page": page, "pages": pages, "since": now_seq()},
     )
 
 

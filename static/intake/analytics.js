@@ -122,12 +122,19 @@
     el.querySelector(".live-text").textContent = text;
   }
 
-  function listen(path, retry) {
+  // The page's figures include every upload that completed before it was rendered: only a
+  // later one is news (the final state is sent twice, and a reload must not repeat it).
+  function isNews(text, since) {
+    var found = /data-changed="(\d+)"/.exec(text);
+    return !!found && Number(found[1]) > since;
+  }
+
+  function listen(path, since, retry) {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + location.host + path);
     socket.addEventListener("open", function () { retry = 0; setIndicator("live", "Live"); });
     socket.addEventListener("message", function (evt) {
-      if (typeof evt.data === "string" && evt.data.indexOf("data-changed") >= 0) {
+      if (typeof evt.data === "string" && isNews(evt.data, since)) {
         var note = document.getElementById("new-data");
         if (note) note.hidden = false;
       }
@@ -136,7 +143,7 @@
       if (evt.code === 4401) { setIndicator("signed-out", "Signed out"); return; }
       setIndicator("reconnecting", "Reconnecting…");
       var delay = Math.min(10000, 500 * Math.pow(2, retry));
-      setTimeout(function () { listen(path, retry + 1); }, delay / 2 + Math.random() * delay / 2);
+      setTimeout(function () { listen(path, since, retry + 1); }, delay / 2 + Math.random() * delay / 2);
     });
   }
 
@@ -145,6 +152,6 @@
     drawVisible();
     window.addEventListener("resize", function () { charts.forEach(function (chart) { chart.resize(); }); });
     var root = document.querySelector("[data-live-data]");
-    if (root) listen(root.getAttribute("data-live-data"), 0);
+    if (root) listen(root.getAttribute("data-live-data"), Number(root.getAttribute("data-since") || 0), 0);
   });
 })();
