@@ -88,6 +88,9 @@
       return;
     }
     option.animation = false;
+    // Tooltips drawn on the canvas: ECharts' HTML tooltips carry style attributes, which the
+    // page's Content-Security-Policy (style-src 'self') refuses.
+    option.tooltip = Object.assign({}, option.tooltip || {}, { renderMode: "richText" });
     var chart = echarts.init(container, null, { renderer: "canvas" });
     chart.setOption(option);
     charts.set(container, chart);

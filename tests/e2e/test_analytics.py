@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from ingestion import services
 from ingestion.models import Material, PurchaseOrderLine, Upload
+from tests.e2e.test_page import RECORD_CSP_VIOLATIONS, STRICT_CSP, enforce_csp
 from tests.helpers import create_lines, price_rows, wait_for_upload, write_orders
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +28,10 @@ def test_a_buyer_reads_a_materials_prices_and_compares_its_suppliers(signed_in, 
     )
     all_suppliers = set(usd.values_list("purchase_order__supplier__code", flat=True))
 
-    buyer = signed_in("buyer")
+    policies: list[str] = []
+    buyer = signed_in(
+        "buyer", init_script=RECORD_CSP_VIOLATIONS, prepare=lambda context: enforce_csp(context, policies)
+    )
     page = buyer.page
     page.goto(f"{buyer.base_url}/analytics/materials/{material.pk}/")
     prices = page.locator('[data-chart="chart-prices"]')
@@ -38,6 +42,8 @@ def test_a_buyer_reads_a_materials_prices_and_compares_its_suppliers(signed_in, 
     assert [kind for kind, _ in series] == ["scatter", "line"] * len(dated_suppliers)
     expect(page.locator("#prices-table tbody tr")).to_have_count(1)  # M1 is bought in USD only
     artifacts.take(page, "analytics-material-prices.png")
+    box = prices.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
 
     page.get_by_role("tab", name="Supplier comparison").click()
     expect(page.locator("#panel-comparison")).to_be_visible()
@@ -63,6 +69,9 @@ def test_a_buyer_reads_a_materials_prices_and_compares_its_suppliers(signed_in, 
     assert rows[0][:3] == ["supplier", "lines", "min"]
     assert sorted(row[0] for row in rows[1:]) == sorted(f"Supplier {code}" for code in all_suppliers)
     assert sum(int(row[1]) for row in rows[1:]) == usd.count()
+    # Charts, tabs and tooltips under the strict policy: nothing refused.
+    assert policies[-1] == STRICT_CSP
+    assert page.evaluate("window.__csp") == []
 
 
 def test_an_open_overview_says_new_data_when_anyones_upload_completes(signed_in, tmp_path):

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from realtime import publish
-from realtime.groups import upload_group, user_group
+from realtime.groups import DATA_GROUP, upload_group, user_group
 
 FINAL = {"completed", "failed", "cancelled"}
 
@@ -169,7 +169,8 @@ def test_a_forked_child_publishes_on_its_own_loop(layer):
         try:
             layer.sent.clear()
             publish.publish_upload(fake_upload(status="completed"))
-            ok = publish._publisher._loop is not parent_loop and len(layer.sent) == 2
+            # The card to its two groups, and "new data" to the analytics pages.
+            ok = publish._publisher._loop is not parent_loop and len(layer.sent) == 3
         finally:
             os.write(write, b"1" if ok else b"0")
             os._exit(0)
@@ -178,3 +179,15 @@ def test_a_forked_child_publishes_on_its_own_loop(layer):
     os.close(read)
     os.waitpid(pid, 0)
     assert answer == b"1"
+
+
+def test_only_a_completed_upload_tells_analytics_pages_of_new_data(layer):
+    failed = fake_upload(status="failed")
+    publish.publish_upload(failed)
+    wait_until(lambda: layer.to(upload_group(failed.pk)))
+    completed = fake_upload(status="completed")
+    publish.publish_upload(completed)
+    wait_until(lambda: layer.to(DATA_GROUP))
+    news = layer.to(DATA_GROUP)
+    assert [m["type"] for m in news] == ["data.changed"]
+    assert news[0]["html"] == f'<div id="data-changed" data-changed="{completed.seq}"></div>'
