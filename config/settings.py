@@ -249,6 +249,19 @@ REALTIME_MIN_INTERVAL = float(os.environ.get("REALTIME_MIN_INTERVAL", "0.04"))
 # The supplier comparison names the cheapest supplier among those that carry at least this
 # share of a material's quantity (in the chosen currency).
 ANALYTICS_MIN_VOLUME_SHARE = float(os.environ.get("ANALYTICS_MIN_VOLUME_SHARE", "0.1"))
+# An upload's quality score: the weight of each dimension ("name=weight,..."; a dimension
+# left out or at 0 does not count), and the earliest plausible order date's year.
+QUALITY_WEIGHTS = {
+    name.strip(): float(weight)
+    for name, _, weight in (
+        part.partition("=")
+        for part in os.environ.get(
+            "QUALITY_WEIGHTS", "validity=40,completeness=15,consistency=20,uniqueness=10,plausibility=15"
+        ).split(",")
+        if part.strip()
+    )
+}
+QUALITY_MIN_YEAR = env_int("QUALITY_MIN_YEAR", 2000)
 
 LOGGING = {
     "version": 1,

@@ -6,6 +6,7 @@ page), and `should_stop`, polled between steps (the task wires it to the cancel 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +15,10 @@ from queue import Empty, Full, Queue
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 
-from . import dimensions, line_writers
+from . import dimensions, line_writers, quality
 from .columns import MappingError, resolve_columns
 from .models import RowIssue, Upload
 from .outcomes import Cancelled, PipelineError
@@ -25,6 +26,7 @@ from .reading import FileError, Table, open_table
 from .validation import ERROR, WARNING, validate_batch
 
 MAX_STORED_ISSUES = 50_000
+log = logging.getLogger(__name__)
 
 
 ProgressCallback = Callable[[Upload, str], None]
@@ -43,8 +45,9 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
     upload.resolved_field_to_header = columns
     upload.total_rows = table.estimated_rows
     on_progress(upload, f"Reading {table.description}")
+    counter = quality.QualityCounter(columns=columns)
     with line_writers.open_line_writer(upload.pk, should_stop=should_stop) as writer:
-        _load_batches(upload, table, columns, writer, should_stop=should_stop, on_progress=on_progress)
+        _load_batches(upload, table, columns, writer, should_stop=should_stop, on_progress=on_progress, counter=counter)
         upload.total_rows = upload.processed_rows
         counted = upload.imported_rows + upload.rejected_rows
         if counted == 0:
@@ -61,6 +64,50 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
             on_progress(upload, f"Saving lines ({upload.saving_percent}%)")
 
         upload.created_lines, upload.updated_lines = writer.finish(on_saving=saving)
+    try:
+        _score(upload, counter)
+    except DatabaseError:
+        raise  # the runner knows which of these to retry
+    except Exception:  # noqa: BLE001 - the lines are written: a score that fails must not fail the load
+        log.exception("Upload %s: the quality score could not be computed", upload.pk)
+
+
+def _score(upload: Upload, counter: quality.QualityCounter) -> None:
+    """The upload's quality score, once its lines are written; price outliers become warnings."""
+    from analytics.models import UploadQuality
+
+    result = quality.finish(upload=upload, counter=counter)
+    outliers = result.pop("outliers")
+    if outliers:
+        header = upload.resolved_field_to_header.get("unit_price") or upload.resolved_field_to_header.get(
+            "total_price", ""
+        )
+        RowIssue.objects.bulk_create(
+            [
+                RowIssue(
+                    upload=upload,
+                    row_number=None,
+                    column=header,
+                    value=o["unit_price"],
+                    message=quality.outlier_message(
+                        po_number=o["po_number"], line_number=o["line_number"], median=o["median"], z_score=o["z_score"]
+                    ),
+                    severity=RowIssue.Severity.WARNING,
+                )
+                for o in outliers
+            ],
+            batch_size=2000,
+        )
+        upload.warning_count += len(outliers)
+    UploadQuality.objects.update_or_create(
+        upload_id=upload.pk,
+        defaults={
+            "score": result["score"],
+            "grade": result["grade"] or "",
+            "dimensions": result["dimensions"],
+            "rules": result["rules"],
+        },
+    )
 
 
 def _load_batches(
@@ -71,6 +118,7 @@ def _load_batches(
     *,
     should_stop: Callable[[], bool],
     on_progress: ProgressCallback,
+    counter: quality.QualityCounter,
 ) -> None:
     """Every batch: validate (a batch ahead, in a thread), resolve ids, hand the lines to the
     writer, store the row issues, count, report."""
@@ -115,6 +163,10 @@ def _load_batches(
             lines = _number_lines(
                 validated.lines, line_counters, numbered="line_number" in columns, po_numbers=validated.po_numbers
             )
+            found = counter.add_batch(raw=batch.frame, lines=lines, issues=issues, rejected=validated.rejected)
+            if len(found):
+                issues = pd.concat([issues, found], ignore_index=True)
+                validated.warnings += len(found)
             if should_stop():
                 raise Cancelled()
             lines = _upsert_dimensions(upload, lines, ids)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
+from . import quality
 from .models import RowIssue, Upload
 
 
@@ -28,11 +29,23 @@ def upload_for_user(*, user, upload_id) -> Upload | None:
         return None
 
 
-def row_issues(*, upload: Upload, severity: str | None = None) -> QuerySet[RowIssue]:
+def row_issues(*, upload: Upload, severity: str | None = None, rule: str | None = None) -> QuerySet[RowIssue]:
+    """The upload's row issues; `rule` (a quality rule's key) keeps those that show it."""
     issues = RowIssue.objects.filter(upload=upload).order_by("row_number", "id")
     if severity:
         issues = issues.filter(severity=severity)
+    if rule:
+        issues = quality.issues_of_rule(issues, rule=rule)
     return issues
+
+
+def upload_quality(*, upload: Upload) -> dict | None:
+    """`quality: {score, grade, dimensions}` of status.json and `ingest --json` (None until
+    the upload has completed)."""
+    from analytics.models import UploadQuality
+
+    found = UploadQuality.objects.filter(upload_id=upload.pk).first()
+    return found.as_dict() if found else None
 
 
 def upload_summary(*, upload: Upload) -> dict:
@@ -55,4 +68,5 @@ def upload_summary(*, upload: Upload) -> dict:
         },
         "updated_lines": upload.updated_lines,
         "error": upload.error_message or None,
+        "quality": upload_quality(upload=upload),
     }

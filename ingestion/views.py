@@ -122,7 +122,8 @@ def upload_detail(request, upload_id):
     severity = request.GET.get("severity")
     if severity not in (RowIssue.Severity.ERROR, RowIssue.Severity.WARNING):
         severity = None
-    issues = Paginator(selectors.row_issues(upload=upload, severity=severity), ISSUES_PER_PAGE).get_page(
+    rule = request.GET.get("rule") or None
+    issues = Paginator(selectors.row_issues(upload=upload, severity=severity, rule=rule), ISSUES_PER_PAGE).get_page(
         request.GET.get("page")
     )
     return render(
@@ -133,6 +134,7 @@ def upload_detail(request, upload_id):
             "card": render_card(upload),
             "issues": issues,
             "severity": severity,
+            "rule": rule,
             "issue_counts": {
                 "all": selectors.row_issues(upload=upload).count(),
                 "error": selectors.row_issues(upload=upload, severity=RowIssue.Severity.ERROR).count(),
