@@ -47,6 +47,15 @@ def supplier_detail(request, supplier_id: int):
         purchase_orders=catalog.purchase_orders(supplier=supplier.pk)[:20],
         uploads=catalog.uploads_touching(user=request.user, line_filter=LineFilter(supplier=supplier.pk))[:20],
     )
+    scores = catalog.quality_over_time(user=request.user, line_filter=LineFilter(supplier=supplier.pk))
+    context.update(
+        scores=scores,
+        scores_chart={
+            "kind": "line",
+            "currency": "Score",
+            "items": [{"name": s["finished"].strftime("%Y-%m-%d %H:%M"), "value": str(s["score"])} for s in scores],
+        },
+    )
     return render(request, "analytics/browse/supplier.html", context)
 
 

@@ -98,6 +98,27 @@ def uploads_touching(*, user, line_filter: LineFilter) -> QuerySet[Upload]:
     return Upload.objects.filter(owner_id=user.pk, pk__in=upload_ids).order_by("-created_at")
 
 
+def quality_over_time(*, user, line_filter: LineFilter) -> list[dict]:
+    """The quality scores of the user's uploads that wrote any of the filtered lines, oldest
+    first."""
+    from .models import UploadQuality
+
+    scored = (
+        UploadQuality.objects.filter(upload__in=uploads_touching(user=user, line_filter=line_filter), score__isnull=False)
+        .select_related("upload")
+        .order_by("upload__finished_at")
+    )
+    return [
+        {
+            "upload": q.upload,
+            "finished": q.upload.finished_at,
+            "score": q.score,
+            "grade": q.grade,
+        }
+        for q in scored
+    ]
+
+
 EXPORT_HEADER = [
     "PO number",
     "Line",

@@ -142,3 +142,17 @@ def test_a_clean_file_scores_100(user, tmp_path):
     assert stored.dimensions == dict.fromkeys(
         ("validity", "completeness", "consistency", "uniqueness", "plausibility"), 100.0
     )
+
+
+def test_a_suppliers_page_shows_the_scores_of_the_uploads_that_carried_its_lines(user, client, tmp_path):
+    first = wait_for_upload(services.create_upload_from_path(owner=user, path=write(tmp_path / "a.csv", DEFECTS)))
+    clean = [["S9", "Nine", "M9", "Part", "EA", "Parts", "PO-9", "1", "2024-06-01", "2", "5.00", "10.00", "USD"]]
+    second = wait_for_upload(services.create_upload_from_path(owner=user, path=write(tmp_path / "b.csv", clean)))
+    from ingestion.models import Supplier
+
+    client.force_login(user)
+    acme = client.get(reverse("browse-supplier", args=[Supplier.objects.get(code="S1").pk]))
+    assert [(s["upload"].pk, s["score"]) for s in acme.context["scores"]] == [(first.pk, first.quality.score)]
+    nine = client.get(reverse("browse-supplier", args=[Supplier.objects.get(code="S9").pk]))
+    assert [(s["upload"].pk, float(s["score"])) for s in nine.context["scores"]] == [(second.pk, 100.0)]
+    assert 'data-chart="chart-scores"' in nine.content.decode()
