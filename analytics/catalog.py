@@ -104,7 +104,9 @@ def quality_over_time(*, user, line_filter: LineFilter) -> list[dict]:
     from .models import UploadQuality
 
     scored = (
-        UploadQuality.objects.filter(upload__in=uploads_touching(user=user, line_filter=line_filter), score__isnull=False)
+        UploadQuality.objects.filter(
+            upload__in=uploads_touching(user=user, line_filter=line_filter), score__isnull=False
+        )
         .select_related("upload")
         .order_by("upload__finished_at")
     )

@@ -88,10 +88,14 @@ def _score(upload: Upload, counter: quality.QualityCounter) -> None:
                     upload=upload,
                     row_number=None,
                     column=header,
-                    value=o["unit_price"],
-                    message=quality.outlier_message(
-                        po_number=o["po_number"], line_number=o["line_number"], median=o["median"], z_score=o["z_score"]
+                    value=quality.outlier_value(
+                        unit_price=o["unit_price"],
+                        po_number=o["po_number"],
+                        line_number=o["line_number"],
+                        median=o["median"],
+                        z_score=o["z_score"],
                     ),
+                    message=quality.OUTLIER_MESSAGE,
                     severity=RowIssue.Severity.WARNING,
                 )
                 for o in outliers

@@ -234,10 +234,12 @@ def finish(*, upload, counter: QualityCounter) -> dict:
     return report(counter.counts) | {"outliers": outliers}
 
 
-def outlier_message(*, po_number: str, line_number: int, median: str, z_score: float) -> str:
-    return (
-        f"{OUTLIER_MESSAGE_START} (PO {po_number} line {line_number}: median {median}, modified z-score {z_score:.1f})."
-    )
+OUTLIER_MESSAGE = f"{OUTLIER_MESSAGE_START} (modified z-score above 3.5)."
+
+
+def outlier_value(*, unit_price: str, po_number: str, line_number: int, median: str, z_score: float) -> str:
+    """The warning's value: one message for every outlier, so the detail page groups them."""
+    return f"{unit_price} (PO {po_number} line {line_number}; median {median}; z {z_score:.1f})"
 
 
 def issues_of_rule(issues, *, rule: str):

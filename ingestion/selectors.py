@@ -4,7 +4,7 @@ so all of them apply the same ownership rule."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, Min, QuerySet
 
 from . import quality
 from .models import RowIssue, Upload
@@ -29,14 +29,38 @@ def upload_for_user(*, user, upload_id) -> Upload | None:
         return None
 
 
-def row_issues(*, upload: Upload, severity: str | None = None, rule: str | None = None) -> QuerySet[RowIssue]:
-    """The upload's row issues; `rule` (a quality rule's key) keeps those that show it."""
+def row_issues(
+    *,
+    upload: Upload,
+    severity: str | None = None,
+    rule: str | None = None,
+    message: str | None = None,
+    column: str | None = None,
+) -> QuerySet[RowIssue]:
+    """The upload's row issues; `rule` (a quality rule's key) keeps those that show it;
+    `message` and `column` keep one group of issue_groups()."""
     issues = RowIssue.objects.filter(upload=upload).order_by("row_number", "id")
     if severity:
         issues = issues.filter(severity=severity)
+    if message is not None:
+        issues = issues.filter(message=message)
+    if column is not None:
+        issues = issues.filter(column=column)
     if rule:
         issues = quality.issues_of_rule(issues, rule=rule)
     return issues
+
+
+def issue_groups(*, upload: Upload, limit: int = 100) -> list[dict]:
+    """The upload's row issues grouped by message and column, most frequent first, with a
+    count and an example value: "5,732 x Date not recognised, column PO Sent to Vendor Date"."""
+    groups = (
+        RowIssue.objects.filter(upload=upload)
+        .values("severity", "message", "column")
+        .annotate(count=Count("id"), example=Min("value"), first_row=Min("row_number"))
+        .order_by("-count", "message", "column")[:limit]
+    )
+    return [dict(group) for group in groups]
 
 
 def upload_quality(*, upload: Upload) -> dict | None:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("uploads/<uuid:upload_id>/status.json", views.upload_status, name="upload-status"),
     path("uploads/<uuid:upload_id>/progress/", views.upload_progress, name="upload-progress"),
     path("uploads/<uuid:upload_id>/issues.csv", views.upload_issues_csv, name="upload-issues-csv"),
+    path("uploads/<uuid:upload_id>/rejected.csv", views.upload_rejected_csv, name="upload-rejected-csv"),
     path("uploads/<uuid:upload_id>/cancel/", views.upload_cancel, name="upload-cancel"),
     path("uploads/<uuid:upload_id>/retry/", views.upload_retry, name="upload-retry"),
 ]

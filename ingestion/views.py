@@ -9,7 +9,7 @@ import json
 import re
 import uuid
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -20,7 +20,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import runner, selectors, services
+from . import rejected, runner, selectors, services
 from .cards import render_card, render_cards
 from .models import RowIssue, Upload
 
@@ -123,9 +123,9 @@ def upload_detail(request, upload_id):
     if severity not in (RowIssue.Severity.ERROR, RowIssue.Severity.WARNING):
         severity = None
     rule = request.GET.get("rule") or None
-    issues = Paginator(selectors.row_issues(upload=upload, severity=severity, rule=rule), ISSUES_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    message, column = request.GET.get("message"), request.GET.get("column")
+    chosen = selectors.row_issues(upload=upload, severity=severity, rule=rule, message=message, column=column)
+    issues = Paginator(chosen, ISSUES_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
         "ingestion/detail.html",
@@ -135,6 +135,20 @@ def upload_detail(request, upload_id):
             "issues": issues,
             "severity": severity,
             "rule": rule,
+            "group": {"message": message, "column": column} if message is not None else None,
+            "issue_groups": selectors.issue_groups(upload=upload),
+            "filter_query": urlencode(
+                {
+                    name: value
+                    for name, value in (
+                        ("severity", severity),
+                        ("rule", rule),
+                        ("message", message),
+                        ("column", column),
+                    )
+                    if value is not None
+                }
+            ),
             "issue_counts": {
                 "all": selectors.row_issues(upload=upload).count(),
                 "error": selectors.row_issues(upload=upload, severity=RowIssue.Severity.ERROR).count(),
@@ -297,6 +311,23 @@ def upload_issues_csv(request, upload_id):
             yield writer.writerow([neutralize(cell) for cell in row])
 
     filename = f"{Path(upload.original_name).stem or 'upload'}-issues.csv"
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = attachment_header(filename)
+    return response
+
+
+@login_required
+@require_GET
+def upload_rejected_csv(request, upload_id):
+    """The rejected rows in the file's own columns plus the reason: fix them, upload again."""
+    upload = get_upload_or_404(request, upload_id)
+    writer = csv.writer(Echo(), quoting=csv.QUOTE_ALL)
+
+    def lines():
+        for row in rejected.rejected_rows(upload=upload):
+            yield writer.writerow([neutralize(cell) for cell in row])
+
+    filename = f"{Path(upload.original_name).stem or 'upload'}-rejected.csv"
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = attachment_header(filename)
     return response

@@ -115,7 +115,8 @@ def test_a_crafted_file_scores_exactly_what_its_defects_cost(user, client, tmp_p
         (8, "Order date is before 2000."),
     ]
     outlier = warnings.get(message__startswith="Unit price is far")
-    assert outlier.value == "60.000000" and "PO PO-5 line 6" in outlier.message
+    assert outlier.value == "60.000000 (PO PO-5 line 6; median 10.050000; z 224.6)"
+    assert outlier.message == "Unit price is far from this material's usual price (modified z-score above 3.5)."
 
     client.force_login(user)
     status = client.get(reverse("upload-status", args=[upload.pk])).json()
@@ -156,3 +157,43 @@ def test_a_suppliers_page_shows_the_scores_of_the_uploads_that_carried_its_lines
     nine = client.get(reverse("browse-supplier", args=[Supplier.objects.get(code="S9").pk]))
     assert [(s["upload"].pk, float(s["score"])) for s in nine.context["scores"]] == [(second.pk, 100.0)]
     assert 'data-chart="chart-scores"' in nine.content.decode()
+
+
+def test_the_detail_page_groups_issues_by_rule_and_column_each_expandable_to_its_rows(user, client, tmp_path):
+    """Today the same warning filled pages: now it is one line with its count."""
+    rows = [
+        ["S1", "Acme", "M1", "Bolt", "EA", "Parts", f"PO-{i}", "1", "Date Not Captured" if i % 3 else "2024-01-05",
+         "1", "2.00", "2.00" if i % 4 else "3.00", "USD"]
+        for i in range(60)
+    ]  # fmt: skip
+    upload = wait_for_upload(services.create_upload_from_path(owner=user, path=write(tmp_path / "dates.csv", rows)))
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    client.force_login(user)
+    page = client.get(reverse("upload-detail", args=[upload.pk]))
+    groups = [(g["count"], g["message"], g["column"], g["example"]) for g in page.context["issue_groups"]]
+    assert groups == [
+        (40, "Date not recognised; stored empty.", "PO Date", "Date Not Captured"),
+        (15, "Total price differs from quantity x unit price.", "Total Price", "3.00"),
+    ]
+    html = page.content.decode()
+    assert "?message=Date%20not%20recognised%3B%20stored%20empty.&amp;column=PO%20Date#issues-heading" in html
+    expanded = client.get(
+        reverse("upload-detail", args=[upload.pk]),
+        {"message": "Date not recognised; stored empty.", "column": "PO Date"},
+    )
+    assert expanded.context["issues"].paginator.count == 40
+    assert [i.row_number for i in expanded.context["issues"]][:3] == [3, 4, 6]
+    assert "message=Date+not+recognised%3B+stored+empty.&amp;column=PO+Date&amp;page=2" not in html  # one page only
+
+
+def test_rejected_rows_download_in_the_files_own_columns_with_the_reason(user, client, tmp_path):
+    upload = wait_for_upload(services.create_upload_from_path(owner=user, path=write(tmp_path / "d.csv", DEFECTS)))
+    client.force_login(user)
+    response = client.get(reverse("upload-rejected-csv", args=[upload.pk]))
+    assert response["Content-Disposition"] == 'attachment; filename="d-rejected.csv"'
+    rows = list(csv.reader(b"".join(response.streaming_content).decode().splitlines()))
+    assert rows == [
+        [*HEADER, "Reason rejected"],
+        [*DEFECTS[8], "Qty: Quantity must be above zero."],
+    ]
+    assert "rejected.csv" in client.get(reverse("upload-detail", args=[upload.pk])).content.decode()
