@@ -17,6 +17,8 @@ class UploadQuality(models.Model):
     grade = models.CharField(max_length=1, blank=True)
     dimensions = models.JSONField(default=dict, blank=True)
     rules = models.JSONField(default=list, blank=True)
+    # What computing it cost within the load (its share of the load is a bench figure).
+    seconds = models.FloatField(default=0)
     computed_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

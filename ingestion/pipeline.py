@@ -110,6 +110,7 @@ def _score(upload: Upload, counter: quality.QualityCounter) -> None:
             "grade": result["grade"] or "",
             "dimensions": result["dimensions"],
             "rules": result["rules"],
+            "seconds": counter.seconds,
         },
     )
 

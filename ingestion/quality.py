@@ -10,6 +10,7 @@ are named with the score."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -90,6 +91,7 @@ class QualityCounter:
     bad_pos_currency: set[str] = field(default_factory=set)
     bad_materials: set[str] = field(default_factory=set)
     seen_lines: set[int] = field(default_factory=set)
+    seconds: float = 0.0  # time spent counting, within the load
 
     def add(self, key: str, measured: int, failed: int) -> None:
         self.counts[key][0] += int(measured)
@@ -98,6 +100,15 @@ class QualityCounter:
     def add_batch(self, *, raw: pd.DataFrame, lines: pd.DataFrame, issues: pd.DataFrame, rejected: int) -> pd.DataFrame:
         """Count one validated batch (`lines`: accepted rows, numbered). Returns the row
         issues (warnings) this adds: order dates out of range."""
+        started = time.perf_counter()
+        try:
+            return self._add_batch(raw=raw, lines=lines, issues=issues, rejected=rejected)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _add_batch(
+        self, *, raw: pd.DataFrame, lines: pd.DataFrame, issues: pd.DataFrame, rejected: int
+    ) -> pd.DataFrame:
         accepted = len(lines)
         self.add("rejected", accepted + rejected, rejected)
         if not accepted:
@@ -228,9 +239,11 @@ def finish(*, upload, counter: QualityCounter) -> dict:
     warnings on the upload. Returns the report, stored by the caller."""
     from analytics.selectors import upload_outliers
 
+    started = time.perf_counter()
     counter.close_maps()
     outliers = upload_outliers(upload_id=upload.pk) if upload.imported_rows else []
     counter.counts["price_outliers"] = [upload.imported_rows, len(outliers)]
+    counter.seconds += time.perf_counter() - started
     return report(counter.counts) | {"outliers": outliers}
 
 
