@@ -53,14 +53,16 @@ def row_issues(
 
 def issue_groups(*, upload: Upload, limit: int = 100) -> list[dict]:
     """The upload's row issues grouped by message and column, most frequent first, with a
-    count and an example value: "5,732 x Date not recognised, column PO Sent to Vendor Date"."""
+    count and an example value: "5,732 x Date not recognised, column PO Sent to Vendor Date".
+    None when no message repeats (the list below says it all)."""
     groups = (
         RowIssue.objects.filter(upload=upload)
         .values("severity", "message", "column")
         .annotate(count=Count("id"), example=Min("value"), first_row=Min("row_number"))
         .order_by("-count", "message", "column")[:limit]
     )
-    return [dict(group) for group in groups]
+    found = [dict(group) for group in groups]
+    return found if any(group["count"] > 1 for group in found) else []
 
 
 def upload_quality(*, upload: Upload) -> dict | None:
