@@ -3,6 +3,8 @@ so all of them apply the same ownership rule."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Min, QuerySet
 
@@ -61,8 +63,8 @@ def issue_groups(*, upload: Upload, limit: int = 100) -> list[dict]:
         .annotate(count=Count("id"), example=Min("value"), first_row=Min("row_number"))
         .order_by("-count", "message", "column")[:limit]
     )
-    found = [dict(group) for group in groups]
-    return found if any(group["count"] > 1 for group in found) else []
+    found: list[dict[str, Any]] = [dict(group) for group in groups]
+    return found if any(int(group["count"]) > 1 for group in found) else []
 
 
 def upload_quality(*, upload: Upload) -> dict | None:
