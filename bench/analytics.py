@@ -124,7 +124,7 @@ def main() -> None:
     for url in urls:
 
         def get(url=url) -> None:
-            response = client.get(url)
+            response = client.get(url, secure=True)
             if response.status_code != 200:
                 raise SystemExit(f"{url} answered {response.status_code}")
 
