@@ -86,6 +86,55 @@ class PurchaseOrderLine(models.Model):
         return f"{self.purchase_order_id}/{self.line_number}"
 
 
+class LineVersion(models.Model):
+    """One state of a line, from `valid_from` until `valid_to` (open: its current state).
+
+    The lines table holds the current state, so every query on lines keeps working; this
+    table keeps every state a load, a review or a revert wrote, so no price is ever lost.
+    Written set-based by the line writers in the same statement (PostgreSQL) or transaction
+    (SQLite) as the lines. The line's identity (`purchase_order`, `line_number`) is kept
+    beside `line_id` so the history outlives a line a revert removes."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
+        REVERTED = "reverted", "Reverted"
+        REMOVED = "removed", "Removed"
+
+    # Plain ids, no database constraints: versions are written by the hundred thousand in
+    # the load's own statement, and they must outlive a line (or an upload) that goes.
+    line_id = models.BigIntegerField(db_index=True)
+    purchase_order_id = models.BigIntegerField()
+    line_number = models.PositiveIntegerField()
+    material_id = models.BigIntegerField(null=True, blank=True)
+    quantity = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    unit_price = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    order_date = models.DateField(null=True, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CREATED)
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField(null=True, blank=True)
+    upload = models.ForeignKey(
+        "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="line_versions", db_constraint=False
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="line_versions",
+        db_constraint=False,
+    )
+
+    class Meta:
+        ordering = ["line_id", "valid_from", "id"]
+        indexes = [models.Index(fields=["upload", "line_id"], name="lineversion_upload_line")]
+
+    def __str__(self) -> str:
+        return f"line {self.line_id} from {self.valid_from:%Y-%m-%d %H:%M}"
+
+
 class Upload(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
-from .models import RowIssue, Upload
+from .models import LineVersion, Material, PurchaseOrderLine, RowIssue, Upload
 
 
 def uploads_for_user(*, user) -> QuerySet[Upload]:
@@ -56,3 +56,48 @@ def upload_summary(*, upload: Upload) -> dict:
         "updated_lines": upload.updated_lines,
         "error": upload.error_message or None,
     }
+
+
+# --- line history -------------------------------------------------------------------------
+# Lines are the organization's shared data: every signed-in user may read any line and its
+# history (README: who may change shared prices).
+
+
+def line_with_history(*, line_id) -> tuple[PurchaseOrderLine | None, list[dict]]:
+    """A line (None once a revert removed it) and its versions, oldest first: values, when,
+    kind, and the upload and user that wrote each. (None, []) for an id no line ever had."""
+    try:
+        line_id = int(line_id)
+    except (TypeError, ValueError):
+        return None, []
+    line = PurchaseOrderLine.objects.select_related("purchase_order__supplier", "material").filter(pk=line_id).first()
+    versions = list(
+        LineVersion.objects.filter(line_id=line_id).select_related("upload", "user").order_by("valid_from", "id")
+    )
+    materials = Material.objects.in_bulk({v.material_id for v in versions if v.material_id})
+    history = []
+    for version in versions:
+        material = materials.get(version.material_id) if version.material_id else None
+        history.append(
+            {
+                "version": version,
+                "kind": version.kind,
+                "valid_from": version.valid_from,
+                "valid_to": version.valid_to,
+                "quantity": version.quantity,
+                "unit_price": version.unit_price,
+                "total_price": version.total_price,
+                "currency": version.currency,
+                "order_date": version.order_date,
+                "material": str(material) if material else "",
+                "material_id": version.material_id,
+                "upload": version.upload,
+                "user": version.user.get_username() if version.user else "",
+            }
+        )
+    return line, history
+
+
+def lines_written_by(*, upload: Upload) -> QuerySet[LineVersion]:
+    """The versions an upload wrote, one per line it created or changed, in line order."""
+    return LineVersion.objects.filter(upload=upload).order_by("purchase_order_id", "line_number", "id")

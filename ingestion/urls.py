@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import history_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -12,4 +12,6 @@ urlpatterns = [
     path("uploads/<uuid:upload_id>/issues.csv", views.upload_issues_csv, name="upload-issues-csv"),
     path("uploads/<uuid:upload_id>/cancel/", views.upload_cancel, name="upload-cancel"),
     path("uploads/<uuid:upload_id>/retry/", views.upload_retry, name="upload-retry"),
+    path("lines/<int:line_id>/", history_views.line_detail, name="line-detail"),
+    path("lines/<int:line_id>/history.json", history_views.line_history_json, name="line-history-json"),
 ]
