@@ -67,9 +67,7 @@ def versions_after_upsert(written: str) -> tuple[str, int]:
 
 
 # Returned by the PostgreSQL upsert so that `versions_after_upsert` has what it needs.
-RETURNING = (
-    "id, purchase_order_id, line_number, material_id, quantity, unit_price, total_price, currency, (xmax = 0) AS inserted"
-)
+RETURNING = "id, purchase_order_id, line_number, material_id, quantity, unit_price, total_price, currency, (xmax = 0) AS inserted"
 
 
 def record_staged_chunk(cursor, *, staged_where: str, params: list, upload: str, user_id, now) -> None:
@@ -80,6 +78,7 @@ def record_staged_chunk(cursor, *, staged_where: str, params: list, upload: str,
     versions = _table(LineVersion)
     lines = _table(PurchaseOrderLine)
     orders = _table(PurchaseOrder)
+
     def written(extra_join: str = "") -> str:
         return (
             f"FROM ({staged_where}) s JOIN {lines} l ON l.purchase_order_id = s.purchase_order_id "

@@ -26,6 +26,7 @@ import pandas as pd
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
+from . import line_history
 from .models import PurchaseOrderLine, StagedLine
 from .outcomes import Cancelled
 
@@ -110,6 +111,7 @@ class TransactionLineWriter:
         self.should_stop = should_stop
         self.now: datetime = timezone.now()
         self.created = self.updated = 0
+        self.user_id = line_history.owner_id(upload_id)
         self._jobs: Queue = Queue(maxsize=self.PENDING)
         self._error: BaseException | None = None
         self._raw = None
@@ -151,7 +153,7 @@ class TransactionLineWriter:
             db.close()
             return
         self._ready.set()
-        sql = self._statement()
+        sql, tail = self._statement()
         try:
             while not self._closing.is_set():
                 try:
@@ -164,7 +166,7 @@ class TransactionLineWriter:
                     self._committed = True
                     return
                 with self._busy, db.cursor() as cursor:
-                    cursor.execute(sql, job)
+                    cursor.execute(sql, [*job, *tail])
                     new, changed_rows = cursor.fetchone()
                 self.created += new
                 self.updated += changed_rows
@@ -178,18 +180,27 @@ class TransactionLineWriter:
                     pass
             db.close()
 
-    @staticmethod
-    def _statement() -> str:
-        # xmax = 0 marks a freshly inserted row. A row updated here that this upload created in
-        # an earlier batch (a file repeating a line) keeps this upload's created_at: it was
-        # counted as created already. Unchanged rows are not touched and return nothing.
+    def _statement(self) -> tuple[str, list]:
+        """The batch's statement, and the parameters that follow the batch's own. xmax = 0
+        marks a freshly inserted row. A row updated here that this upload created in an
+        earlier batch (a file repeating a line) keeps this upload's created_at: it was
+        counted as created already. Unchanged rows are not touched and return nothing, so
+        they write no version either."""
         upsert = upsert_lines_sql(
             "SELECT (a->>0)::bigint, (a->>1)::bigint, (a->>2)::bigint, (a->>3)::numeric, (a->>4)::numeric, "
             "(a->>5)::numeric, a->>6, %s::uuid, %s, %s FROM json_array_elements(%s::json) a"
         )
-        return (
-            f"WITH written AS ({upsert} RETURNING (xmax = 0) AS inserted, created_at = %s AS ours) "
+        counts = (
             "SELECT COUNT(*) FILTER (WHERE inserted), COUNT(*) FILTER (WHERE NOT inserted AND NOT ours) FROM written"
+        )
+        if not line_history.history_enabled():
+            return f"WITH written AS ({upsert} RETURNING (xmax = 0) AS inserted, created_at = %s AS ours) {counts}", [
+                self.now
+            ]
+        versions, _ = line_history.versions_after_upsert("written")
+        return (
+            f"WITH written AS ({upsert} RETURNING {line_history.RETURNING}, created_at = %s AS ours), {versions} {counts}",
+            [self.now, self.now, self.now, self.upload_id, self.user_id],
         )
 
     # The pipeline's side ------------------------------------------------------------------
@@ -216,7 +227,7 @@ class TransactionLineWriter:
                 "c": lines["currency"],
             }
         )
-        params = [self.upload_id, self.now, self.now, rows.to_json(orient="values", force_ascii=False), self.now]
+        params = [self.upload_id, self.now, self.now, rows.to_json(orient="values", force_ascii=False)]
         self._put(params)
 
     def finish(self, *, on_saving: SavingCallback | None = None) -> tuple[int, int]:
@@ -344,6 +355,8 @@ class StagingLineWriter:
         )
         created = updated = 0
         now = timezone.now()
+        history = line_history.history_enabled()
+        user_id = line_history.owner_id(self.upload_id)
         with transaction.atomic(), connection.cursor() as cursor:
             for start in range(low, high + 1, MERGE_CHUNK):
                 if self.should_stop():
@@ -356,6 +369,16 @@ class StagingLineWriter:
                 cursor.execute(upsert, [now, now, self._upload, start, end])
                 created += new
                 updated += max(0, cursor.rowcount - new)
+                if history:
+                    line_history.record_staged_chunk(
+                        cursor,
+                        staged_where=f"SELECT purchase_order_id, line_number FROM {staged} "
+                        "WHERE upload_id = %s AND id >= %s AND id < %s",
+                        params=[self._upload, start, end],
+                        upload=self._upload,
+                        user_id=user_id,
+                        now=now,
+                    )
                 if on_saving:
                     on_saving(min(end, high + 1) - low, high - low + 1)
             if self.should_stop():

@@ -4,9 +4,9 @@ so all of them apply the same ownership rule."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
-from .models import LineVersion, Material, PurchaseOrderLine, RowIssue, Upload
+from .models import LineVersion, Material, PurchaseOrder, PurchaseOrderLine, RowIssue, Upload
 
 
 def uploads_for_user(*, user) -> QuerySet[Upload]:
@@ -100,4 +100,9 @@ def line_with_history(*, line_id) -> tuple[PurchaseOrderLine | None, list[dict]]
 
 def lines_written_by(*, upload: Upload) -> QuerySet[LineVersion]:
     """The versions an upload wrote, one per line it created or changed, in line order."""
-    return LineVersion.objects.filter(upload=upload).order_by("purchase_order_id", "line_number", "id")
+    po_number = PurchaseOrder.objects.filter(pk=OuterRef("purchase_order_id")).values("po_number")[:1]
+    return (
+        LineVersion.objects.filter(upload=upload)
+        .annotate(po_number=Subquery(po_number))
+        .order_by("purchase_order_id", "line_number", "id")
+    )

@@ -26,6 +26,7 @@ from .models import RowIssue, Upload
 
 UPLOADS_PER_PAGE = 25
 ISSUES_PER_PAGE = 50
+LINES_PER_PAGE = 50
 MAX_CARD_IDS = 100
 # A formula start (after optional spaces) at the start of the cell or after a separator.
 FORMULA_START = re.compile(r"(^|[,;\t|\r\n])( *)(?=[=+\-@])")
@@ -133,6 +134,9 @@ def upload_detail(request, upload_id):
             "card": render_card(upload),
             "issues": issues,
             "severity": severity,
+            "written_lines": Paginator(selectors.lines_written_by(upload=upload), LINES_PER_PAGE).get_page(
+                request.GET.get("lines_page")
+            ),
             "issue_counts": {
                 "all": selectors.row_issues(upload=upload).count(),
                 "error": selectors.row_issues(upload=upload, severity=RowIssue.Severity.ERROR).count(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -156,4 +157,18 @@ def write_orders(path: Path, rows: int, **options) -> Path:
         writer = csv.writer(handle)
         writer.writerow(HEADER)
         writer.writerows(order_rows(rows, **options))
+    return path
+
+
+def write_changed_orders(path: Path, rows: int, *, prices: dict[int, str], **options) -> Path:
+    """`write_orders`' file with the unit price of the rows in `prices` (index: new price)
+    changed, and their total with it, so the change is the price alone."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for i, row in enumerate(order_rows(rows, **options)):
+            if i in prices:
+                row[8] = prices[i]
+                row[9] = str(Decimal(row[7]) * Decimal(prices[i]))
+            writer.writerow(row)
     return path
