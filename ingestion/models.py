@@ -143,6 +143,15 @@ class Upload(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        # The file would change existing lines: it waits, nothing written, for its owner's decisions.
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+
+    class OnExisting(models.TextChoices):
+        """What a load does with a line that exists with other values."""
+
+        REVIEW = "review", "Ask me (review)"
+        UPDATE = "update", "Take the file's values"
+        KEEP = "keep", "Keep the existing values"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.PROCESSING, Status.CANCELLING)
     FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
@@ -167,6 +176,7 @@ class Upload(models.Model):
         default=dict, blank=True, help_text="The columns the load used: {canonical field: file header}."
     )
     day_first = models.BooleanField(default=False)
+    on_existing = models.CharField(max_length=10, choices=OnExisting.choices, default=OnExisting.UPDATE)
     strict = models.BooleanField(default=False)
     # Progress: the row always holds the truth, whatever a socket may have missed.
     total_rows = models.PositiveIntegerField(null=True, blank=True)
@@ -179,6 +189,11 @@ class Upload(models.Model):
     created_purchase_orders = models.PositiveIntegerField(default=0)
     created_lines = models.PositiveIntegerField(default=0)
     updated_lines = models.PositiveIntegerField(default=0)
+    unchanged_lines = models.PositiveIntegerField(default=0)
+    kept_lines = models.PositiveIntegerField(default=0)
+    # While awaiting review: {new, changed, unchanged, rejected, conflicts, pending}.
+    review_summary = models.JSONField(default=dict, blank=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     task_id = models.CharField(max_length=255, blank=True)
     # Microseconds since the epoch of the last state change: events carry it so a browser
@@ -300,3 +315,45 @@ class StagedLine(models.Model):
 
     def __str__(self) -> str:
         return f"staged {self.purchase_order_id}/{self.line_number} of {self.upload_id}"
+
+
+class ProposedChange(models.Model):
+    """A line a file would change, old and new values side by side, and its owner's decision
+    ('' while none). Written set-based by the diff of each batch (`review`); a later pass
+    over the same file updates the row, and resets the decision when the line or the
+    incoming values moved since (a stale review asks again)."""
+
+    class Decision(models.TextChoices):
+        PENDING = "", "Undecided"
+        TAKE = "take", "Take incoming"
+        KEEP = "keep", "Keep existing"
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="proposed_changes", db_constraint=False)
+    line_id = models.BigIntegerField()
+    purchase_order_id = models.BigIntegerField()
+    line_number = models.PositiveIntegerField()
+    supplier_id = models.BigIntegerField(null=True, blank=True)
+    old_material_id = models.BigIntegerField()
+    new_material_id = models.BigIntegerField()
+    old_quantity = models.DecimalField(max_digits=20, decimal_places=4)
+    new_quantity = models.DecimalField(max_digits=20, decimal_places=4)
+    old_unit_price = models.DecimalField(max_digits=20, decimal_places=6)
+    new_unit_price = models.DecimalField(max_digits=20, decimal_places=6)
+    old_total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
+    new_total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
+    old_currency = models.CharField(max_length=3)
+    new_currency = models.CharField(max_length=3)
+    old_order_date = models.DateField(null=True, blank=True)
+    new_order_date = models.DateField(null=True, blank=True)
+    price_change_percent = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    quantity_change_percent = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    source_row = models.PositiveIntegerField(null=True, blank=True)
+    decision = models.CharField(max_length=4, choices=Decision.choices, default="", blank=True)
+    seen = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["purchase_order_id", "line_number"]
+        constraints = [models.UniqueConstraint(fields=["upload", "line_id"], name="unique_proposed_line")]
+
+    def __str__(self) -> str:
+        return f"{self.line_id}: {self.old_unit_price} -> {self.new_unit_price}"

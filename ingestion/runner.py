@@ -43,7 +43,7 @@ from django.utils import timezone
 from .cancel_flags import cancel_flagged, clear_cancel_flag
 from .messages import user_message
 from .models import RowIssue, StagedLine, Upload
-from .outcomes import Cancelled, PipelineError
+from .outcomes import Cancelled, NeedsReview, PipelineError
 from .services import attempt_counters, now_seq, publish_state
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ _COUNTERS = (
     "created_purchase_orders",
     "created_lines",
     "updated_lines",
+    "unchanged_lines",
+    "kept_lines",
+    "review_summary",
     "resolved_field_to_header",
 )
 
@@ -119,6 +122,8 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
         run_pipeline(upload=upload, on_progress=on_progress, should_stop=supervisor.should_stop)
     except Cancelled:
         status = Upload.Status.CANCELLED
+    except NeedsReview:
+        status = Upload.Status.AWAITING_REVIEW
     except PipelineError as exc:
         status, error = Upload.Status.FAILED, user_message(upload_id=upload.pk, text=str(exc))
     except SoftTimeLimitExceeded:
@@ -354,6 +359,11 @@ def _finish(upload: Upload, *, status: str, error: str = "") -> dict:
     elif status == Upload.Status.FAILED:
         upload.created_lines = upload.updated_lines = 0
         upload.error_message = error
+    elif status == Upload.Status.AWAITING_REVIEW:
+        upload.created_lines = upload.updated_lines = upload.unchanged_lines = upload.kept_lines = 0
+        upload.error_message = ""
+    if status != Upload.Status.AWAITING_REVIEW:
+        upload.review_summary = {}
     fields = {f: getattr(upload, f) for f in _COUNTERS}
     Upload.objects.filter(pk=upload.pk).update(
         status=status,

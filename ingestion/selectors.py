@@ -3,10 +3,14 @@ so all of them apply the same ownership rule."""
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
-from django.db.models import OuterRef, QuerySet, Subquery
+from decimal import Decimal
 
-from .models import LineVersion, Material, PurchaseOrder, PurchaseOrderLine, RowIssue, Upload
+from django.core.exceptions import ValidationError
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Abs
+from django.urls import reverse
+
+from .models import LineVersion, Material, ProposedChange, PurchaseOrder, PurchaseOrderLine, RowIssue, Supplier, Upload
 
 
 def uploads_for_user(*, user) -> QuerySet[Upload]:
@@ -37,7 +41,7 @@ def row_issues(*, upload: Upload, severity: str | None = None) -> QuerySet[RowIs
 
 def upload_summary(*, upload: Upload) -> dict:
     """The machine-readable state of an upload: `manage.py ingest --json`, status.json."""
-    return {
+    summary: dict = {
         "upload_id": str(upload.id),
         "file": upload.original_name,
         "status": upload.status,
@@ -54,8 +58,26 @@ def upload_summary(*, upload: Upload) -> dict:
             "lines": upload.created_lines,
         },
         "updated_lines": upload.updated_lines,
+        "changes": {
+            "created": upload.created_lines,
+            "updated": upload.updated_lines,
+            "unchanged": upload.unchanged_lines,
+            "kept": upload.kept_lines,
+        },
+        "on_existing": upload.on_existing,
+        "reverted": upload.reverted_at is not None,
         "error": upload.error_message or None,
     }
+    if upload.status == Upload.Status.AWAITING_REVIEW:
+        summary["review"] = {
+            "changed": upload.review_summary.get("changed", 0),
+            "conflicts": upload.review_summary.get("conflicts", 0),
+            "new": upload.review_summary.get("new", 0),
+            "unchanged": upload.review_summary.get("unchanged", 0),
+            "pending": upload.review_summary.get("pending", 0),
+            "url": reverse("upload-review", args=[upload.pk]),
+        }
+    return summary
 
 
 # --- line history -------------------------------------------------------------------------
@@ -106,3 +128,84 @@ def lines_written_by(*, upload: Upload) -> QuerySet[LineVersion]:
         .annotate(po_number=Subquery(po_number))
         .order_by("purchase_order_id", "line_number", "id")
     )
+
+
+# --- review -------------------------------------------------------------------------------
+
+REVIEW_SORTS = {
+    "po": ("purchase_order_id", "line_number"),
+    "change": ("-abs_change", "purchase_order_id", "line_number"),
+    "-change": ("abs_change", "purchase_order_id", "line_number"),
+    "supplier": ("supplier_name", "purchase_order_id", "line_number"),
+}
+
+
+def proposed_changes(
+    *,
+    upload: Upload,
+    supplier_id: int | None = None,
+    direction: str | None = None,
+    min_percent: Decimal | None = None,
+    max_percent: Decimal | None = None,
+    sort: str = "po",
+) -> QuerySet[ProposedChange]:
+    """An awaiting upload's proposed changes, filtered (supplier, price up or down, size of
+    the price change in percent) and sorted; each with its PO number, supplier name and
+    both materials' names."""
+    changes = ProposedChange.objects.filter(upload=upload)
+    if supplier_id:
+        changes = changes.filter(supplier_id=supplier_id)
+    if direction == "up":
+        changes = changes.filter(new_unit_price__gt=F("old_unit_price"))
+    elif direction == "down":
+        changes = changes.filter(new_unit_price__lt=F("old_unit_price"))
+    changes = changes.annotate(abs_change=Abs("price_change_percent"))
+    if min_percent is not None:
+        changes = changes.filter(abs_change__gte=min_percent)
+    if max_percent is not None:
+        changes = changes.filter(abs_change__lte=max_percent)
+    return changes.annotate(
+        po_number=Subquery(PurchaseOrder.objects.filter(pk=OuterRef("purchase_order_id")).values("po_number")[:1]),
+        supplier_name=Subquery(Supplier.objects.filter(pk=OuterRef("supplier_id")).values("name")[:1]),
+        old_material=Subquery(Material.objects.filter(pk=OuterRef("old_material_id")).values("code")[:1]),
+        new_material=Subquery(Material.objects.filter(pk=OuterRef("new_material_id")).values("code")[:1]),
+    ).order_by(*REVIEW_SORTS.get(sort, REVIEW_SORTS["po"]))
+
+
+def review_suppliers(*, upload: Upload) -> list[tuple[int, str]]:
+    """The suppliers of an awaiting upload's proposed changes, for its filter."""
+    ids = ProposedChange.objects.filter(upload=upload).values("supplier_id").distinct()
+    return list(Supplier.objects.filter(pk__in=ids).order_by("name").values_list("id", "name"))
+
+
+def review_counts(*, upload: Upload) -> dict:
+    return ProposedChange.objects.filter(upload=upload).aggregate(
+        changed=Count("id"),
+        taken=Count("id", filter=Q(decision="take")),
+        kept=Count("id", filter=Q(decision="keep")),
+        pending=Count("id", filter=Q(decision="")),
+    )
+
+
+def field_changes(change: ProposedChange) -> list[dict]:
+    """A proposed change as old -> new per field that differs, with the change in percent
+    for prices and quantities."""
+    fields = []
+    for field in ("quantity", "unit_price", "total_price", "currency", "material"):
+        if field == "material":
+            old, new = getattr(change, "old_material", None), getattr(change, "new_material", None)
+            if change.old_material_id == change.new_material_id:
+                continue
+        else:
+            old, new = getattr(change, f"old_{field}"), getattr(change, f"new_{field}")
+            if old == new:
+                continue
+        percent = None
+        if field == "unit_price":
+            percent = change.price_change_percent
+        elif field == "quantity":
+            percent = change.quantity_change_percent
+        elif field == "total_price" and old and new is not None:
+            percent = round((new - old) * 100 / abs(old), 2)
+        fields.append({"field": field, "old": old, "new": new, "change_percent": percent})
+    return fields

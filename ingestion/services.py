@@ -8,6 +8,8 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -16,12 +18,13 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.db import transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from .cancel_flags import clear_cancel_flag, set_cancel_flag
 from .columns import validate_explicit_mapping
 from .filenames import display_name, stored_name
-from .models import RowIssue, Upload
+from .models import ProposedChange, RowIssue, Upload
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ def create_upload(
     mapping: dict | None = None,
     day_first: bool | None = None,
     strict: bool = False,
+    on_existing: str = Upload.OnExisting.UPDATE,
     enqueue: bool = True,
 ) -> Upload:
     """Store a file and queue it. `file` is a Django UploadedFile or any binary file object.
@@ -98,6 +102,7 @@ def create_upload(
         explicit_header_to_field=clean_mapping,
         day_first=settings.INGEST_DAY_FIRST if day_first is None else day_first,
         strict=strict,
+        on_existing=on_existing,
         seq=now_seq(),
     )
     with transaction.atomic():
@@ -157,7 +162,15 @@ def cancel_upload(*, upload: Upload, by) -> Upload:
     if upload.owner_id != getattr(by, "pk", None):
         raise PermissionDenied("Not your upload.")
     now = timezone.now()
-    if Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(
+    if Upload.objects.filter(pk=upload.pk, status=Upload.Status.AWAITING_REVIEW).update(
+        status=Upload.Status.CANCELLED,
+        finished_at=now,
+        seq=now_seq(),
+        review_summary={},
+        error_message="Cancelled at its review; no lines were written.",
+    ):
+        ProposedChange.objects.filter(upload=upload).delete()
+    elif Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(
         status=Upload.Status.CANCELLED, finished_at=now, seq=now_seq(), error_message="Cancelled before it started."
     ):
         if upload.task_id:
@@ -209,6 +222,92 @@ def retry_upload(*, upload: Upload, by) -> Upload:
     return upload
 
 
+# --- review ---------------------------------------------------------------------------------
+
+
+class ReviewRefused(ValueError):
+    """A review action that does not fit the upload's state; the message says why."""
+
+
+DECISIONS = ("all", "keep", "newer", "within")
+
+
+def apply_review(
+    *,
+    upload: Upload,
+    by,
+    decision: str | None = None,
+    percent: Decimal | None = None,
+    take: Iterable[int] = (),
+    keep: Iterable[int] = (),
+) -> dict:
+    """Decide an awaiting upload's proposed changes in set-based steps: a rule for all of
+    them (`all` take incoming, `keep` keep existing, `newer` take where the incoming order
+    date is later, `within` take where the unit price moved by at most `percent` %), then
+    the `take` and `keep` line ids, which override it. Every open page is told."""
+    if upload.owner_id != getattr(by, "pk", None):
+        raise PermissionDenied("Not your upload.")
+    if upload.status != Upload.Status.AWAITING_REVIEW:
+        raise ReviewRefused(f"Only an upload awaiting review can be decided; this one is {upload.status}.")
+    changes = ProposedChange.objects.filter(upload=upload)
+    TAKE, KEEP = ProposedChange.Decision.TAKE, ProposedChange.Decision.KEEP
+    with transaction.atomic():
+        if decision == "all":
+            changes.update(decision=TAKE)
+        elif decision == "keep":
+            changes.update(decision=KEEP)
+        elif decision == "newer":
+            later = Q(
+                new_order_date__isnull=False, old_order_date__isnull=False, new_order_date__gt=F("old_order_date")
+            )
+            changes.filter(later).update(decision=TAKE)
+            changes.exclude(later).update(decision=KEEP)
+        elif decision == "within":
+            if percent is None or percent < 0:
+                raise ReviewRefused("The rule 'within' needs a percent of 0 or more.")
+            near = Q(price_change_percent__gte=-percent, price_change_percent__lte=percent)
+            changes.filter(near).update(decision=TAKE)
+            changes.exclude(near).update(decision=KEEP)
+        elif decision:
+            raise ReviewRefused(f"Unknown decision {decision!r}; use one of {', '.join(DECISIONS)}.")
+        take, keep = list(take), list(keep)
+        if take:
+            changes.filter(line_id__in=take).update(decision=TAKE)
+        if keep:
+            changes.filter(line_id__in=keep).update(decision=KEEP)
+        counts = changes.aggregate(
+            changed=Count("id"),
+            taken=Count("id", filter=Q(decision=TAKE)),
+            kept=Count("id", filter=Q(decision=KEEP)),
+            pending=Count("id", filter=Q(decision="")),
+        )
+        summary = {**upload.review_summary, "pending": counts["pending"]}
+        Upload.objects.filter(pk=upload.pk).update(review_summary=summary, seq=now_seq())
+    upload.refresh_from_db()
+    publish_state(upload)
+    return counts
+
+
+def load_reviewed(*, upload: Upload, by) -> Upload:
+    """Load an upload whose every proposed change is decided: the same upload runs again,
+    with progress on its card. Its pass diffs the file afresh, so a line another upload
+    changed since the review is asked again instead of overwritten."""
+    if upload.owner_id != getattr(by, "pk", None):
+        raise PermissionDenied("Not your upload.")
+    pending = ProposedChange.objects.filter(upload=upload, decision="").count()
+    if upload.status == Upload.Status.AWAITING_REVIEW and pending:
+        raise ReviewRefused(f"{pending} changed lines have no decision yet; take or keep them first.")
+    fields = attempt_counters()
+    fields.update(status=Upload.Status.QUEUED, seq=now_seq(), heartbeat_at=None, started_at=None, finished_at=None)
+    if not Upload.objects.filter(pk=upload.pk, status=Upload.Status.AWAITING_REVIEW).update(**fields):
+        upload.refresh_from_db()
+        raise ReviewRefused(f"Only an upload awaiting review can be loaded; this one is {upload.status}.")
+    upload.refresh_from_db()
+    publish_state(upload)
+    enqueue_upload(upload=upload)
+    return upload
+
+
 def attempt_counters() -> dict:
     """The counters an attempt at an upload starts from (a retry, a takeover from a dead
     worker). Not the created suppliers, materials and purchase orders: an attempt commits
@@ -223,6 +322,9 @@ def attempt_counters() -> dict:
         warning_count=0,
         created_lines=0,
         updated_lines=0,
+        unchanged_lines=0,
+        kept_lines=0,
+        review_summary={},
         error_message="",
         resolved_field_to_header={},
     )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import history_views, views
+from . import history_views, review_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -12,6 +12,10 @@ urlpatterns = [
     path("uploads/<uuid:upload_id>/issues.csv", views.upload_issues_csv, name="upload-issues-csv"),
     path("uploads/<uuid:upload_id>/cancel/", views.upload_cancel, name="upload-cancel"),
     path("uploads/<uuid:upload_id>/retry/", views.upload_retry, name="upload-retry"),
+    path("uploads/<uuid:upload_id>/review/", review_views.upload_review, name="upload-review"),
+    path("uploads/<uuid:upload_id>/changes.json", review_views.upload_changes_json, name="upload-changes-json"),
+    path("uploads/<uuid:upload_id>/apply/", review_views.upload_apply, name="upload-apply"),
+    path("uploads/<uuid:upload_id>/load/", review_views.upload_load, name="upload-load"),
     path("lines/<int:line_id>/", history_views.line_detail, name="line-detail"),
     path("lines/<int:line_id>/history.json", history_views.line_history_json, name="line-history-json"),
 ]
