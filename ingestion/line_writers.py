@@ -312,6 +312,7 @@ STAGED_COLUMNS = [
     "unit_price",
     "total_price",
     "currency",
+    "order_date",
     "source_row",
 ]
 
@@ -339,6 +340,7 @@ class StagingLineWriter:
                 "unit_price": lines["unit_price"],
                 "total_price": lines["total_price"],
                 "currency": lines["currency"],
+                "order_date": pd.to_datetime(lines["order_date"], errors="coerce").dt.strftime("%Y-%m-%d"),
                 "source_row": lines["source_row"].astype("int64"),
             }
         )

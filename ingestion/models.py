@@ -154,9 +154,11 @@ class Upload(models.Model):
         KEEP = "keep", "Keep the existing values"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.PROCESSING, Status.CANCELLING)
-    FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+    # Awaiting review counts as finished: its run is over (no worker, no lock), until Load
+    # queues it again.
+    FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.AWAITING_REVIEW)
     # Which uploads Cancel and Retry apply to: the card's buttons and the services both ask.
-    CANCELLABLE_STATUSES = (Status.QUEUED, Status.PROCESSING)
+    CANCELLABLE_STATUSES = (Status.QUEUED, Status.PROCESSING, Status.AWAITING_REVIEW)
     RETRYABLE_STATUSES = (Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -311,6 +313,7 @@ class StagedLine(models.Model):
     unit_price = models.DecimalField(max_digits=20, decimal_places=6)
     total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3)
+    order_date = models.DateField(null=True, blank=True)  # the row's, for the review's `newer` rule
     source_row = models.PositiveIntegerField()
 
     def __str__(self) -> str:

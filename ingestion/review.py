@@ -151,7 +151,7 @@ def diff_staged(upload: Upload) -> tuple[int, int]:
     lines_table = _table(PurchaseOrderLine)
     source = (
         "(SELECT purchase_order_id p, line_number l, material_id m, quantity q, unit_price u, total_price t, "
-        f"currency c, NULL d, source_row r FROM {staged} WHERE upload_id = %s) v"
+        f"currency c, order_date d, source_row r FROM {staged} WHERE upload_id = %s) v"
     )
     decision = "keep" if upload.on_existing == Upload.OnExisting.KEEP else ""
     with connection.cursor() as cursor:

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
+from .cards import render_card
 from .models import RowIssue
 from .views import get_upload_or_404, refuse, upload_response, wants_json
 
@@ -42,6 +43,10 @@ def _filters(request) -> dict:
     }
 
 
+def _po_number(row: dict) -> str:
+    return row["change"].po_number  # annotated by selectors.proposed_changes
+
+
 @login_required
 @require_GET
 def upload_review(request, upload_id):
@@ -51,7 +56,7 @@ def upload_review(request, upload_id):
         request.GET.get("page")
     )
     rows = [{"change": change, "fields": selectors.field_changes(change)} for change in page.object_list]
-    groups = [(po, list(items)) for po, items in groupby(rows, key=lambda row: row["change"].po_number)]
+    groups = [(po, list(items)) for po, items in groupby(rows, key=_po_number)]
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -59,6 +64,7 @@ def upload_review(request, upload_id):
         "ingestion/review.html",
         {
             "upload": upload,
+            "card": render_card(upload),
             "page": page,
             "groups": groups,
             "filters": filters,
@@ -80,9 +86,9 @@ def upload_changes_json(request, upload_id):
     results = [
         {
             "line_id": change.line_id,
-            "po_number": change.po_number,
+            "po_number": change.po_number,  # type: ignore[attr-defined]
             "line_number": change.line_number,
-            "supplier": change.supplier_name,
+            "supplier": change.supplier_name,  # type: ignore[attr-defined]
             "decision": change.decision or None,
             "field": field["field"],
             "old": None if field["old"] is None else str(field["old"]),

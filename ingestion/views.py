@@ -112,6 +112,7 @@ def dashboard(request):
             "cards": render_cards(page.object_list),
             "max_bytes": settings.UPLOAD_MAX_BYTES,
             "extensions": ",".join(services.ALLOWED_EXTENSIONS),
+            "on_existing_choices": Upload.OnExisting.choices,
         },
     )
 
@@ -166,6 +167,13 @@ def upload_create(request):
                 request, f"The column mapping is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
             )
 
+    # The web asks before changing existing lines unless told otherwise.
+    on_existing = request.POST.get("on_existing") or Upload.OnExisting.REVIEW
+    if on_existing not in Upload.OnExisting.values:
+        return refuse(
+            request, f"on_existing must be one of {', '.join(Upload.OnExisting.values)}, not {on_existing!r}."
+        )
+
     # Check every file before storing any, so a batch is taken whole or not at all.
     for file in files:
         try:
@@ -185,6 +193,7 @@ def upload_create(request):
                         mapping=mapping,
                         day_first=form_flag(request, "day_first"),
                         strict=bool(form_flag(request, "strict")),
+                        on_existing=on_existing,
                     )
                 )
     except BaseException as exc:

@@ -160,9 +160,12 @@ def write_orders(path: Path, rows: int, **options) -> Path:
     return path
 
 
-def write_changed_orders(path: Path, rows: int, *, prices: dict[int, str], **options) -> Path:
+def write_changed_orders(
+    path: Path, rows: int, *, prices: dict[int, str], dates: dict[int, str] | None = None, **options
+) -> Path:
     """`write_orders`' file with the unit price of the rows in `prices` (index: new price)
-    changed, and their total with it, so the change is the price alone."""
+    changed, and their total with it, so the change is the price alone; and the PO date of
+    the rows in `dates`."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(HEADER)
@@ -170,5 +173,12 @@ def write_changed_orders(path: Path, rows: int, *, prices: dict[int, str], **opt
             if i in prices:
                 row[8] = prices[i]
                 row[9] = str(Decimal(row[7]) * Decimal(prices[i]))
+            if dates and i in dates:
+                row[6] = dates[i]
             writer.writerow(row)
     return path
+
+
+def order_price(index: int) -> Decimal:
+    """The unit price `order_rows` gives row `index` (price_factor 1)."""
+    return Decimal(f"{index % 13 + 1}.25")

@@ -1,5 +1,5 @@
 """`python manage.py ingest FILE [FILE ...] --user NAME [--mapping JSON] [--day-first]
-[--strict] [--no-wait] [--json]`
+[--strict] [--on-existing review|update|keep] [--no-wait] [--json]`
 
 Creates uploads exactly as the web does (the same service: stored file, SHA-256, queued to
 the Celery worker on commit), then follows them to the end by reading their Upload rows,
@@ -33,11 +33,20 @@ class Command(BaseCommand):
         parser.add_argument("--mapping", help='explicit column mapping as JSON, e.g. \'{"Vendor": "supplier_name"}\'')
         parser.add_argument("--day-first", action="store_true", help="read 11/09/2014 as 11 September")
         parser.add_argument("--strict", action="store_true", help="fail the whole upload if any row is rejected")
+        parser.add_argument(
+            "--on-existing",
+            choices=list(Upload.OnExisting.values),
+            default=Upload.OnExisting.UPDATE,
+            help="lines that exist with other values: review (stop and ask), update (take the file's, the "
+            "default) or keep (keep the existing ones; load only new lines)",
+        )
         parser.add_argument("--no-wait", action="store_true", help="return once the uploads are queued")
         parser.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object per file")
         parser.add_argument("--timeout", type=float, default=None, help="give up following after this many seconds")
 
-    def handle(self, *args, files, user, mapping, day_first, strict, no_wait, as_json: bool, timeout, **options):
+    def handle(
+        self, *args, files, user, mapping, day_first, strict, on_existing, no_wait, as_json: bool, timeout, **options
+    ):
         self.stderr.style_func = None  # progress and notes, not errors: no red on a terminal
         owner = self._user(user)
         paths = [self._path(name) for name in files]
@@ -53,6 +62,7 @@ class Command(BaseCommand):
                         mapping=clean_mapping,
                         day_first=True if day_first else None,
                         strict=strict,
+                        on_existing=on_existing,
                     )
                 )
             except services.UploadRejected as exc:
@@ -73,7 +83,13 @@ class Command(BaseCommand):
             self._interrupted(owner, uploads, as_json=as_json)
             sys.exit(130)
         self._report(uploads, as_json=as_json)
-        bad = [u for u in uploads if u.status != Upload.Status.COMPLETED]
+        for upload in uploads:
+            if upload.status == Upload.Status.AWAITING_REVIEW and not as_json:
+                self.stderr.write(
+                    f"{upload.original_name} would change {upload.review_summary.get('changed', 0)} existing lines "
+                    f"and waits for review: /uploads/{upload.pk}/review/"
+                )
+        bad = [u for u in uploads if u.status not in (Upload.Status.COMPLETED, Upload.Status.AWAITING_REVIEW)]
         if bad:
             detail = "; ".join(
                 f"{u.original_name}: {u.status}" + (f" ({u.error_message})" if u.error_message else "") for u in bad
