@@ -196,6 +196,10 @@ class Upload(models.Model):
     # While awaiting review: {new, changed, unchanged, rejected, conflicts, pending}.
     review_summary = models.JSONField(default=dict, blank=True)
     reverted_at = models.DateTimeField(null=True, blank=True)
+    # A completed upload of a file with the same SHA-256, found when this one was created.
+    same_file_as = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
     error_message = models.TextField(blank=True)
     task_id = models.CharField(max_length=255, blank=True)
     # Microseconds since the epoch of the last state change: events carry it so a browser

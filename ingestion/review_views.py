@@ -1,5 +1,5 @@
 """Review of an upload that stopped before changing existing lines: the page, its JSON, the
-decisions and Load. Owner-only like every upload view (another user's upload is a 404);
+decisions and Load; and Revert. Owner-only like every upload view (another user's upload is a 404);
 the decisions go through `services`, the same the CLI uses, and reach every open page."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import selectors, services
 from .cards import render_card
 from .models import RowIssue
+from .revert import RevertBlocked
 from .views import get_upload_or_404, refuse, upload_response, wants_json
 
 CHANGES_PER_PAGE = 100
@@ -143,4 +144,35 @@ def upload_load(request, upload_id):
         return refuse(request, str(exc), status=409)
     if wants_json(request) or request.htmx:
         return upload_response(request, upload)
+    return redirect("upload-detail", upload_id=upload.pk)
+
+
+@login_required
+@require_POST
+def upload_revert(request, upload_id):
+    upload = get_upload_or_404(request, upload_id)
+    try:
+        restored, removed = services.revert_upload(upload=upload, by=request.user)
+    except services.RevertRefused as exc:
+        return refuse(request, str(exc), status=409)
+    except RevertBlocked as exc:
+        if wants_json(request):
+            return JsonResponse(
+                {
+                    "error": str(exc),
+                    "lines": [
+                        {
+                            "line_id": b.line_id,
+                            "po_number": b.po_number,
+                            "line_number": b.line_number,
+                            "changed_by": {"upload_id": b.upload_id, "file": b.file},
+                        }
+                        for b in exc.blockers
+                    ],
+                },
+                status=409,
+            )
+        return render(request, "ingestion/revert_blocked.html", {"upload": upload, "blocked": exc}, status=409)
+    if wants_json(request):
+        return JsonResponse({"upload_id": str(upload.pk), "restored": restored, "removed": removed})
     return redirect("upload-detail", upload_id=upload.pk)

@@ -94,11 +94,15 @@ def create_upload(
         digest.update(chunk)
     file.seek(0)
 
+    sha256 = digest.hexdigest()
     upload = Upload(
         owner=owner,
         original_name=name,
         size=size,
-        sha256=digest.hexdigest(),
+        sha256=sha256,
+        same_file_as=Upload.objects.filter(sha256=sha256, status=Upload.Status.COMPLETED, reverted_at__isnull=True)
+        .order_by("-finished_at")
+        .first(),
         explicit_header_to_field=clean_mapping,
         day_first=settings.INGEST_DAY_FIRST if day_first is None else day_first,
         strict=strict,
@@ -306,6 +310,33 @@ def load_reviewed(*, upload: Upload, by) -> Upload:
     publish_state(upload)
     enqueue_upload(upload=upload)
     return upload
+
+
+# --- undo -----------------------------------------------------------------------------------
+
+
+class RevertRefused(ValueError):
+    """A revert of an upload that is not completed, or reverted already."""
+
+
+def revert_upload(*, upload: Upload, by) -> tuple[int, int]:
+    """Take an upload back (`revert`): its changed lines get their replaced values, its new
+    lines go, in one transaction recorded as versions. Returns (restored, removed); raises
+    revert.RevertBlocked (nothing reverted) if later uploads changed some of its lines."""
+    from . import revert
+
+    if upload.owner_id != getattr(by, "pk", None):
+        raise PermissionDenied("Not your upload.")
+    if upload.status != Upload.Status.COMPLETED:
+        raise RevertRefused(f"Only a completed upload can be reverted; this one is {upload.status}.")
+    if upload.reverted_at:
+        raise RevertRefused(f"This upload was reverted already, at {upload.reverted_at:%Y-%m-%d %H:%M}.")
+    restored, removed = revert.revert_lines(upload=upload, user_id=by.pk)
+    upload.refresh_from_db()
+    upload.seq = now_seq()
+    Upload.objects.filter(pk=upload.pk).update(seq=upload.seq)
+    publish_state(upload, final=True)
+    return restored, removed
 
 
 def attempt_counters() -> dict:

@@ -16,6 +16,7 @@ urlpatterns = [
     path("uploads/<uuid:upload_id>/changes.json", review_views.upload_changes_json, name="upload-changes-json"),
     path("uploads/<uuid:upload_id>/apply/", review_views.upload_apply, name="upload-apply"),
     path("uploads/<uuid:upload_id>/load/", review_views.upload_load, name="upload-load"),
+    path("uploads/<uuid:upload_id>/revert/", review_views.upload_revert, name="upload-revert"),
     path("lines/<int:line_id>/", history_views.line_detail, name="line-detail"),
     path("lines/<int:line_id>/history.json", history_views.line_history_json, name="line-history-json"),
 ]

@@ -275,3 +275,21 @@ def test_review_endpoints_are_owner_only_csrf_checked_and_say_what_changes(user,
         "unchanged": 19,
         "kept": 0,
     }
+
+
+def test_the_same_file_again_says_so_on_its_card_and_loads_nothing_new(user, tmp_path):
+    from ingestion.cards import render_card
+
+    path = write_orders(tmp_path / "same.csv", 30)
+    first = load(user, path)
+    again = load(user, path, on_existing="review")
+    assert (again.status, again.same_file_as_id, again.created_lines, again.updated_lines) == (
+        Upload.Status.COMPLETED,
+        first.pk,
+        0,
+        0,
+    )
+    card = render_card(again)
+    assert "The same file as same.csv, loaded " in card
+    assert ": nothing new." in card
+    assert "The same file as" not in render_card(first)
