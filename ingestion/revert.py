@@ -4,10 +4,12 @@ created goes, in ONE transaction, set-based, and recorded as versions like any c
 What a line had before the upload is the version just before the upload's first version of
 that line (versions of one line are numbered in the order they were written: a load waits
 for the lines another holds). A line a later upload changed since is not the upload's to
-take back: then nothing is reverted, and the caller lists those lines and uploads."""
+take back (unless that later upload was reverted itself): then nothing is reverted, and
+the caller lists those lines and uploads."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -48,6 +50,7 @@ def revert_lines(*, upload: Upload, user_id) -> tuple[int, int]:
     """Revert the lines `upload` wrote. Returns (restored, removed). Raises RevertBlocked."""
     versions = _table(LineVersion)
     lines = _table(PurchaseOrderLine)
+    uploads = _table(Upload)
     u = _param(upload)
     now = timezone.now()
     # Each line the upload wrote: its first and last version of this upload.
@@ -68,17 +71,20 @@ def revert_lines(*, upload: Upload, user_id) -> tuple[int, int]:
                 "ORDER BY id FOR UPDATE",
                 [u],
             )
+        # A later upload's change blocks, unless that upload was reverted itself.
         cursor.execute(
-            f"SELECT t.line_id, later.upload_id FROM {mine} JOIN {versions} last ON last.id = t.last_id "
-            f"JOIN {versions} later ON later.line_id = t.line_id AND later.id > t.last_id "
-            "WHERE last.valid_to IS NOT NULL ORDER BY t.line_id, later.id",
+            f"SELECT t.line_id, later.upload_id FROM {mine} JOIN {versions} later ON later.line_id = t.line_id "
+            f"AND later.id > t.last_id AND later.kind IN {WRITTEN} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {uploads} r WHERE r.id = later.upload_id AND r.reverted_at IS NOT NULL) "
+            "ORDER BY t.line_id, later.id",
             [u],
         )
         later = cursor.fetchall()
         if later:
             raise RevertBlocked(_blockers(later[:200]), total=len({line for line, _ in later}))
         cursor.execute(
-            f"UPDATE {versions} SET valid_to = %s WHERE upload_id = %s AND kind IN {WRITTEN} AND valid_to IS NULL",
+            f"UPDATE {versions} SET valid_to = %s WHERE valid_to IS NULL AND line_id IN "
+            f"(SELECT line_id FROM {versions} WHERE upload_id = %s AND kind IN {WRITTEN})",
             [now, u],
         )
         columns = "line_id, purchase_order_id, line_number, material_id, quantity, unit_price, total_price, currency, order_date, kind, valid_from, valid_to, upload_id, user_id"
@@ -115,6 +121,7 @@ def revert_lines(*, upload: Upload, user_id) -> tuple[int, int]:
 
 def _blockers(rows: list[tuple]) -> list[Blocker]:
     found = []
+    rows = [(line, uuid.UUID(str(upload)) if upload else None) for line, upload in rows]  # SQLite: hex
     line_ids = {line for line, _ in rows}
     known = {
         line.pk: line for line in PurchaseOrderLine.objects.filter(pk__in=line_ids).select_related("purchase_order")

@@ -73,7 +73,10 @@ def test_revert_gives_every_line_its_first_values_back_and_removes_the_lines_it_
 def test_a_revert_blocked_by_a_later_upload_lists_its_lines_and_changes_nothing(user, other_user, tmp_path):
     load(user, write_orders(tmp_path / "a.csv", 40))
     second = load(user, write_changed_orders(tmp_path / "b.csv", 40, prices={1: "20.00", 2: "21.00", 3: "22.00"}))
-    third = load(other_user, write_changed_orders(tmp_path / "later.csv", 40, prices={2: "30.00"}))
+    third = load(
+        other_user, write_changed_orders(tmp_path / "later.csv", 40, prices={1: "20.00", 2: "30.00", 3: "22.00"})
+    )
+    assert third.updated_lines == 1
     before = snapshot()
     versions = LineVersion.objects.count()
 

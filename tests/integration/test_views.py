@@ -261,6 +261,9 @@ def test_status_json_shape(alice, user):
         "warnings": 7,
         "created": {"suppliers": 2, "materials": 5, "purchase_orders": 11, "lines": 0},
         "updated_lines": 0,
+        "changes": {"created": 0, "updated": 0, "unchanged": 0, "kept": 0},
+        "on_existing": "update",
+        "reverted": False,
         "error": None,
         "seq": 4242,
     }
