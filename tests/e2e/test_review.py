@@ -76,6 +76,9 @@ def test_a_buyer_reviews_changed_prices_takes_those_within_5_percent_loads_and_r
     upload.refresh_from_db()
     assert (upload.updated_lines, upload.kept_lines, upload.unchanged_lines) == (4, 6, 50)
 
+    # The detail page was rendered while the upload was queued: it offers Revert once reloaded.
+    expect(page.locator("#issues-stale")).to_be_visible()
+    page.reload()
     page.click("#revert")
     page.wait_for_url("**/uploads/*/")
     expect(page.locator(".card-reverted")).to_contain_text("Reverted")
