@@ -153,7 +153,7 @@ def test_lines_loaded_before_history_get_their_current_state_as_first_version(us
 
     load(user, write_orders(tmp_path / "a.csv", 20))
     LineVersion.objects.all().delete()
-    migration = importlib.import_module("ingestion.migrations.0004_line_versions")
+    migration = importlib.import_module("ingestion.migrations.0005_line_versions")
     with connection.schema_editor() as editor:
         migration.first_versions(apps, editor)
     assert LineVersion.objects.count() == 20

@@ -25,7 +25,7 @@ def first_versions(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ingestion", "0003_mapping_names_say_their_direction"),
+        ("ingestion", "0004_upload_crashed_runs"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ingestion', '0004_line_versions'),
+        ('ingestion', '0005_line_versions'),
     ]
 
     operations = [
