@@ -8,3 +8,7 @@ class Cancelled(Exception):
 
 class PipelineError(Exception):
     """The upload fails; the message tells its owner what is wrong and where."""
+
+
+class NeedsMapping(Exception):
+    """The columns need their owner's choice; nothing was written. The message says why."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
-from .models import RowIssue, Upload
+from .models import MappingProfile, RowIssue, Upload
 
 
 def uploads_for_user(*, user) -> QuerySet[Upload]:
@@ -17,7 +17,8 @@ def uploads_for_user(*, user) -> QuerySet[Upload]:
 
 
 def active_uploads_for_user(*, user) -> QuerySet[Upload]:
-    return uploads_for_user(user=user).filter(status__in=Upload.ACTIVE_STATUSES)
+    """Unfinished: running, queued, or waiting for its owner (its mapping)."""
+    return uploads_for_user(user=user).filter(status__in=Upload.ACTIVE_STATUSES + Upload.WAITING_STATUSES)
 
 
 def upload_for_user(*, user, upload_id) -> Upload | None:
@@ -55,4 +56,36 @@ def upload_summary(*, upload: Upload) -> dict:
         },
         "updated_lines": upload.updated_lines,
         "error": upload.error_message or None,
+        "profile": upload.profile.name if upload.profile_id and upload.profile else None,
+        **(
+            {"missing": (upload.mapping_plan or {}).get("missing", []), "ambiguous": (upload.mapping_plan or {}).get("ambiguous", {})}
+            if upload.status == Upload.Status.NEEDS_MAPPING
+            else {}
+        ),
     }
+
+
+def mapping_of(*, upload: Upload) -> dict:
+    """GET /uploads/<id>/mapping.json: what the worker made of the file's columns."""
+    plan = upload.mapping_plan or {}
+    return {
+        "headers": plan.get("headers", []),
+        "samples": plan.get("samples", {}),
+        "suggestions": plan.get("suggestions", {}),
+        "missing": plan.get("missing", []),
+        "ambiguous": plan.get("ambiguous", {}),
+        "unused": plan.get("unused", {}),
+        "profile": upload.profile.name if upload.profile_id and upload.profile else None,
+    }
+
+
+def mapping_profiles() -> QuerySet[MappingProfile]:
+    """Profiles are shared by every user of the installation."""
+    return MappingProfile.objects.select_related("created_by").order_by("name")
+
+
+def mapping_profile(*, profile_id) -> MappingProfile | None:
+    try:
+        return mapping_profiles().get(pk=profile_id)
+    except (MappingProfile.DoesNotExist, ValueError, TypeError):
+        return None

@@ -10,6 +10,12 @@ urlpatterns = [
     path("uploads/<uuid:upload_id>/status.json", views.upload_status, name="upload-status"),
     path("uploads/<uuid:upload_id>/progress/", views.upload_progress, name="upload-progress"),
     path("uploads/<uuid:upload_id>/issues.csv", views.upload_issues_csv, name="upload-issues-csv"),
+    path("uploads/<uuid:upload_id>/mapping.json", views.upload_mapping_json, name="upload-mapping-json"),
+    path("uploads/<uuid:upload_id>/mapping/", views.upload_mapping, name="upload-mapping"),
+    path("uploads/<uuid:upload_id>/mapping/preview/", views.upload_mapping_preview, name="upload-mapping-preview"),
+    path("uploads/<uuid:upload_id>/profile/", views.upload_save_profile, name="upload-save-profile"),
+    path("profiles/", views.profile_list, name="profile-list"),
+    path("profiles/<int:profile_id>/", views.profile_edit, name="profile-edit"),
     path("uploads/<uuid:upload_id>/cancel/", views.upload_cancel, name="upload-cancel"),
     path("uploads/<uuid:upload_id>/retry/", views.upload_retry, name="upload-retry"),
 ]

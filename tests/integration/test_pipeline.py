@@ -73,13 +73,17 @@ def test_real_scms_file_loads_every_row_and_reports_bad_dates_as_warnings(user):
 
 
 @pytest.mark.parametrize("name", ["April_2015_published.csv", "expenditure-over-500-oct-dec-2017.csv"])
-def test_uk_payment_files_fail_naming_what_is_missing(user, name):
-    upload = wait_for_upload(upload_path(user, real_file(name)))
-    assert upload.status == Upload.Status.FAILED
-    assert "Required columns are missing" in upload.error_message
-    assert "quantity" in upload.error_message and "po_number" in upload.error_message
-    assert "Columns found:" in upload.error_message
+def test_uk_payment_files_stop_for_their_mapping_naming_what_is_missing(user, name):
+    upload = wait_for_upload(upload_path(user, real_file(name)), statuses=[Upload.Status.NEEDS_MAPPING])
+    assert "the file has no PO number column; the file has no quantity column" in upload.error_message
+    assert {"po_number", "quantity"} <= set(upload.mapping_plan["missing"])
+    assert upload.mapping_plan["headers"][0] in ("Department", "Client")
     assert PurchaseOrderLine.objects.count() == 0
+    assert RowIssue.objects.filter(upload=upload).count() == 0
+    # Dropped with one click: nothing was ever written.
+    upload = services.cancel_upload(upload=upload, by=user)
+    assert upload.status == Upload.Status.CANCELLED
+    assert upload.error_message == "Dropped; nothing was loaded."
 
 
 def test_real_scms_file_without_mapping_uses_synonyms(user):
