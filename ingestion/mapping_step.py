@@ -45,10 +45,12 @@ def plan_upload(*, upload: Upload, table: Table) -> dict[str, str]:
     fit = None
     note = ""
     if not explicit:
-        if upload.profile_id:  # named with the upload (manage.py ingest --profile)
-            fit = profiles.fit(upload.profile, headers)
+        named = upload.profile if upload.profile_id else None
+        if named is not None:  # named with the upload (manage.py ingest --profile)
+            fit = profiles.fit(named, headers)
             if fit is None:
-                note = f"The file lacks a column profile '{upload.profile.name}' needs"
+                note = f"The file lacks a column profile '{named.name}' needs"
+                upload.profile = None
         else:
             fit = profiles.find_for(headers)
         if fit:
@@ -100,4 +102,3 @@ def plan_json(plan: MappingPlan, sample: pd.DataFrame, *, profile: str | None) -
         "profile": profile,
         "rows": [[int(row), [str(v) for v in values]] for row, values in zip(head.index, head.to_numpy().tolist())],
     }
-

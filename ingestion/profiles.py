@@ -119,7 +119,13 @@ def rename_profile(*, profile: MappingProfile, name: str) -> MappingProfile:
 
 
 def update_profile(
-    *, profile: MappingProfile, mapping: dict[str, str], day_first: bool, decimal_comma: bool, currency: str, constants: dict
+    *,
+    profile: MappingProfile,
+    mapping: dict[str, str],
+    day_first: bool,
+    decimal_comma: bool,
+    currency: str,
+    constants: dict,
 ) -> MappingProfile:
     """The profiles page's edit: a new mapping and options for the same format."""
     profile.mapping = {normalize_header(h): f for h, f in mapping.items()}

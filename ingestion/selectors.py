@@ -58,7 +58,10 @@ def upload_summary(*, upload: Upload) -> dict:
         "error": upload.error_message or None,
         "profile": upload.profile.name if upload.profile_id and upload.profile else None,
         **(
-            {"missing": (upload.mapping_plan or {}).get("missing", []), "ambiguous": (upload.mapping_plan or {}).get("ambiguous", {})}
+            {
+                "missing": (upload.mapping_plan or {}).get("missing", []),
+                "ambiguous": (upload.mapping_plan or {}).get("ambiguous", {}),
+            }
             if upload.status == Upload.Status.NEEDS_MAPPING
             else {}
         ),

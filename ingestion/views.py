@@ -448,7 +448,9 @@ def upload_save_profile(request, upload_id):
     used = {h: f for f, h in chosen.items()}
     mapping = {h: used.get(h, "") for h in (upload.mapping_plan or {}).get("headers", [])}
     try:
-        profile = profiles.save_profile(name=request.POST.get("name", ""), upload=upload, mapping=mapping, by=request.user)
+        profile = profiles.save_profile(
+            name=request.POST.get("name", ""), upload=upload, mapping=mapping, by=request.user
+        )
     except profiles.ProfileRejected as exc:
         return refuse(request, str(exc))
     services.use_profile(upload=upload, profile=profile)

@@ -120,7 +120,12 @@ def test_unknown_headers_stop_then_the_posted_mapping_loads_and_its_profile_serv
     assert profile.created_by == user and profile.currency == "EUR"
 
     # The same headers, rows in another order, another encoding: no question, the profile named.
-    second = write(tmp_path / "bestellungen-2.csv", UNKNOWN, [ROWS[2], ROWS[0], ["Gamma", "Schraube", "B-3", "7", "1,50", ""]], encoding="cp1252")
+    second = write(
+        tmp_path / "bestellungen-2.csv",
+        UNKNOWN,
+        [ROWS[2], ROWS[0], ["Gamma", "Schraube", "B-3", "7", "1,50", ""]],
+        encoding="cp1252",
+    )
     again = wait_for_upload(services.create_upload_from_path(owner=user, path=second))
     assert again.status == Upload.Status.COMPLETED, again.error_message
     assert again.profile == profile and again.profile_note == ""
@@ -141,7 +146,7 @@ def test_a_payments_file_loads_as_spend_lines_with_constants(user, client, tmp_p
         services.create_upload_from_path(owner=user, path=path), statuses=[Upload.Status.NEEDS_MAPPING]
     )
     client.force_login(user)
-    mapping = {h: "" for h in upload.mapping_plan["headers"]}
+    mapping = dict.fromkeys(upload.mapping_plan["headers"], "")
     mapping.update({"Supplier": "supplier_name", "Expense Type": "material_description", "Amount": "total_price"})
     answer = client.post(
         f"/uploads/{upload.pk}/mapping/",

@@ -38,7 +38,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object per file")
         parser.add_argument("--timeout", type=float, default=None, help="give up following after this many seconds")
 
-    def handle(self, *args, files, user, mapping, profile, day_first, strict, no_wait, as_json: bool, timeout, **options):
+    def handle(
+        self, *args, files, user, mapping, profile, day_first, strict, no_wait, as_json: bool, timeout, **options
+    ):
         self.stderr.style_func = None  # progress and notes, not errors: no red on a terminal
         owner = self._user(user)
         paths = [self._path(name) for name in files]
@@ -187,7 +189,9 @@ class Command(BaseCommand):
 
 
 def _finished_line(upload: Upload) -> str:
-    mark = {"completed": "done", "failed": "FAILED", "cancelled": "cancelled", "needs_mapping": "NEEDS MAPPING"}.get(upload.status, upload.status)
+    mark = {"completed": "done", "failed": "FAILED", "cancelled": "cancelled", "needs_mapping": "NEEDS MAPPING"}.get(
+        upload.status, upload.status
+    )
     elapsed = upload.elapsed_seconds
     rate = upload.rows_per_second
     timing = f" in {elapsed:.1f} s" if elapsed is not None else ""
