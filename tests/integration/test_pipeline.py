@@ -328,13 +328,18 @@ def test_retry_of_a_failed_upload_runs_it_again(user, tmp_path):
     assert upload.attempts == 1
     first_error = upload.error_message
     upload = services.retry_upload(upload=upload, by=user)
-    # What retry_upload returns is the state it wrote: queued again, from a clean slate.
-    assert (upload.status, upload.processed_rows, upload.rejected_rows, upload.error_message) == (
-        Upload.Status.QUEUED,
-        0,
-        0,
-        "",
-    )
+    # Retry opens the mapping form with the choice it failed with, from a clean slate.
+    assert (upload.status, upload.processed_rows, upload.rejected_rows) == (Upload.Status.NEEDS_MAPPING, 0, 0)
+    assert upload.error_message == f"It failed: {first_error} Check the columns and options below, then load it again."
+    assert upload.explicit_header_to_field == {
+        "Vendor": "supplier_name",
+        "SKU": "material_code",
+        "PO": "po_number",
+        "Qty": "quantity",
+        "Price": "unit_price",
+    }
+    upload = services.apply_mapping(upload=upload, by=user, mapping=upload.explicit_header_to_field)
+    assert (upload.status, upload.error_message) == (Upload.Status.QUEUED, "")
     upload = wait_for_upload(upload)
     assert (upload.status, upload.attempts) == (Upload.Status.FAILED, 2)
     assert upload.error_message == first_error

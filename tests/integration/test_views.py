@@ -262,6 +262,7 @@ def test_status_json_shape(alice, user):
         "created": {"suppliers": 2, "materials": 5, "purchase_orders": 11, "lines": 0},
         "updated_lines": 0,
         "error": None,
+        "profile": None,
         "seq": 4242,
     }
 
