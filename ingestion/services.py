@@ -202,9 +202,15 @@ def retry_upload(*, upload: Upload, by) -> Upload:
         task_id="",
         crashed_runs=0,  # the user asked again: a file that stopped its workers gets new tries
     )
-    # A failed upload whose columns were read opens the mapping form with the choices it
-    # failed with, rather than failing the same way again.
-    reopen = upload.status == Upload.Status.FAILED and bool((upload.mapping_plan or {}).get("headers"))
+    # A file that failed on its rows (too many rejected, or strict) opens the mapping form
+    # with the choices it failed with, rather than failing the same way again. One whose
+    # worker kept dying, or that failed before its rows were read, is simply queued.
+    reopen = (
+        upload.status == Upload.Status.FAILED
+        and bool((upload.mapping_plan or {}).get("headers"))
+        and upload.rejected_rows > 0
+        and upload.crashed_runs == 0
+    )
     if reopen:
         fields.update(
             status=Upload.Status.NEEDS_MAPPING,
