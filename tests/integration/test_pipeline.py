@@ -75,7 +75,9 @@ def test_real_scms_file_loads_every_row_and_reports_bad_dates_as_warnings(user):
 @pytest.mark.parametrize("name", ["April_2015_published.csv", "expenditure-over-500-oct-dec-2017.csv"])
 def test_uk_payment_files_stop_for_their_mapping_naming_what_is_missing(user, name):
     upload = wait_for_upload(upload_path(user, real_file(name)), statuses=[Upload.Status.NEEDS_MAPPING])
-    assert "the file has no PO number column; the file has no quantity column" in upload.error_message
+    assert "he file has no PO number column; the file has no quantity column. Choose the columns below." in (
+        upload.error_message
+    )
     assert {"po_number", "quantity"} <= set(upload.mapping_plan["missing"])
     assert upload.mapping_plan["headers"][0] in ("Department", "Client")
     assert PurchaseOrderLine.objects.count() == 0
