@@ -72,13 +72,23 @@ def test_real_scms_file_loads_every_row_and_reports_bad_dates_as_warnings(user):
     assert loaded_total == file_total
 
 
-@pytest.mark.parametrize("name", ["April_2015_published.csv", "expenditure-over-500-oct-dec-2017.csv"])
-def test_uk_payment_files_stop_for_their_mapping_naming_what_is_missing(user, name):
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [
+        ("April_2015_published.csv", ["po_number", "quantity"]),
+        ("expenditure-over-500-oct-dec-2017.csv", ["material_code or material_description", "po_number", "quantity"]),
+    ],
+)
+def test_uk_payment_files_stop_for_their_mapping_naming_what_is_missing(user, name, missing):
     upload = wait_for_upload(upload_path(user, real_file(name)), statuses=[Upload.Status.NEEDS_MAPPING])
-    assert "he file has no PO number column; the file has no quantity column. Choose the columns below." in (
-        upload.error_message
-    )
-    assert {"po_number", "quantity"} <= set(upload.mapping_plan["missing"])
+    words = {
+        "po_number": "PO number",
+        "quantity": "quantity",
+        "material_code or material_description": "material code or material description",
+    }
+    expected = "; ".join(f"the file has no {words[m]} column" for m in missing)
+    assert upload.error_message == "T" + expected[1:] + ". Choose the columns below."
+    assert upload.mapping_plan["missing"] == missing
     assert upload.mapping_plan["headers"][0] in ("Department", "Client")
     assert PurchaseOrderLine.objects.count() == 0
     assert RowIssue.objects.filter(upload=upload).count() == 0
