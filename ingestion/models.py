@@ -143,6 +143,7 @@ class Upload(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        NEEDS_MAPPING = "needs_mapping", "Needs mapping"
         # The file would change existing lines: it waits, nothing written, for its owner's decisions.
         AWAITING_REVIEW = "awaiting_review", "Awaiting review"
 
@@ -160,6 +161,8 @@ class Upload(models.Model):
     # Which uploads Cancel and Retry apply to: the card's buttons and the services both ask.
     CANCELLABLE_STATUSES = (Status.QUEUED, Status.PROCESSING, Status.AWAITING_REVIEW)
     RETRYABLE_STATUSES = (Status.FAILED, Status.CANCELLED)
+    # Stopped for its owner (no worker on it, nothing written): not active, not finished.
+    WAITING_STATUSES = (Status.NEEDS_MAPPING,)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
@@ -180,6 +183,18 @@ class Upload(models.Model):
     day_first = models.BooleanField(default=False)
     on_existing = models.CharField(max_length=10, choices=OnExisting.choices, default=OnExisting.UPDATE)
     strict = models.BooleanField(default=False)
+    # The mapping step (ingestion/suggestions.py): what the worker made of the columns
+    # (headers, samples, suggestions, the first rows for the preview), the options chosen
+    # on the mapping form, and the profile used.
+    mapping_plan = models.JSONField(default=dict, blank=True)
+    decimal_comma = models.BooleanField(default=False)
+    currency = models.CharField(max_length=3, blank=True, help_text="Default currency; blank: INGEST_DEFAULT_CURRENCY.")
+    # {field: value} for columns a file lacks (a payments file's quantity 1): its lines are spend lines.
+    constants = models.JSONField(default=dict, blank=True)
+    profile = models.ForeignKey(
+        "MappingProfile", on_delete=models.SET_NULL, null=True, blank=True, related_name="uploads"
+    )
+    profile_note = models.TextField(blank=True, help_text="How the file differed from its profile.")
     # Progress: the row always holds the truth, whatever a socket may have missed.
     total_rows = models.PositiveIntegerField(null=True, blank=True)
     processed_rows = models.PositiveIntegerField(default=0)
@@ -246,6 +261,14 @@ class Upload(models.Model):
         return self.status in self.RETRYABLE_STATUSES
 
     @property
+    def is_waiting(self) -> bool:
+        return self.status in self.WAITING_STATUSES
+
+    @property
+    def default_currency(self) -> str:
+        return self.currency or settings.INGEST_DEFAULT_CURRENCY
+
+    @property
     def percent(self) -> int:
         if self.status == self.Status.COMPLETED:
             return 100
@@ -275,6 +298,35 @@ class Upload(models.Model):
         if not rate or not self.total_rows or not self.is_active:
             return None
         return max(0.0, (self.total_rows - self.processed_rows) / rate)
+
+
+class MappingProfile(models.Model):
+    """A sender's format: the mapping and options chosen once, found again by the file's
+    header signature (its set of normalized headers). Shared by every user."""
+
+    name = models.CharField(max_length=100, unique=True)
+    signature = models.CharField(max_length=64, db_index=True, help_text="SHA-256 of the sorted normalized headers.")
+    headers = models.JSONField(default=list, help_text="The normalized headers of the file it was made from.")
+    # {normalized header: canonical field, or "" for a column ignored}
+    mapping = models.JSONField(default=dict)
+    day_first = models.BooleanField(default=False)
+    decimal_comma = models.BooleanField(default=False)
+    currency = models.CharField(max_length=3, blank=True)
+    constants = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="mapping_profiles"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_upload = models.ForeignKey(
+        "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class RowIssue(models.Model):

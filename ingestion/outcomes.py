@@ -13,3 +13,7 @@ class PipelineError(Exception):
 class NeedsReview(Exception):
     """Under the `review` policy the file would change existing lines: nothing is written,
     and the upload waits for its owner's decisions (`Upload.review_summary` says what)."""
+
+
+class NeedsMapping(Exception):
+    """The columns need their owner's choice; nothing was written. The message says why."""

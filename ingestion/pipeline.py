@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 
 from . import dimensions, line_writers, review
-from .columns import MappingError, resolve_columns
+from .mapping_step import constant_label, plan_upload, with_constants
 from .models import RowIssue, Upload
 from .outcomes import Cancelled, NeedsReview, PipelineError
 from .reading import FileError, Table, open_table
@@ -36,9 +36,10 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
     batch_rows = settings.INGEST_BATCH_ROWS
     try:
         table = open_table(Path(upload.file.path), name=upload.original_name, batch_rows=batch_rows)
-        columns = resolve_columns(table.headers, upload.explicit_header_to_field)
-        table.use_columns(columns.values())  # the rest of a wide file is never parsed
-    except (FileError, MappingError) as exc:
+        columns = plan_upload(upload=upload, table=table)  # or NeedsMapping: its owner chooses
+        # The rest of a wide file is never parsed.
+        table.use_columns(h for f, h in columns.items() if h != constant_label(f))
+    except FileError as exc:
         raise PipelineError(str(exc)) from exc
     upload.resolved_field_to_header = columns
     upload.total_rows = table.estimated_rows
@@ -118,10 +119,11 @@ def _load_batches(
             yield (
                 batch,
                 validate_batch(
-                    batch.frame,
+                    with_constants(batch.frame, upload.constants, columns),
                     columns=columns,
                     day_first=upload.day_first,
-                    default_currency=settings.INGEST_DEFAULT_CURRENCY,
+                    decimal_comma=upload.decimal_comma,
+                    default_currency=upload.default_currency,
                 ),
             )
 

@@ -10,7 +10,17 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Abs
 from django.urls import reverse
 
-from .models import LineVersion, Material, ProposedChange, PurchaseOrder, PurchaseOrderLine, RowIssue, Supplier, Upload
+from .models import (
+    LineVersion,
+    MappingProfile,
+    Material,
+    ProposedChange,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    RowIssue,
+    Supplier,
+    Upload,
+)
 
 
 def uploads_for_user(*, user) -> QuerySet[Upload]:
@@ -21,7 +31,8 @@ def uploads_for_user(*, user) -> QuerySet[Upload]:
 
 
 def active_uploads_for_user(*, user) -> QuerySet[Upload]:
-    return uploads_for_user(user=user).filter(status__in=Upload.ACTIVE_STATUSES)
+    """Unfinished: running, queued, or waiting for its owner (its mapping)."""
+    return uploads_for_user(user=user).filter(status__in=Upload.ACTIVE_STATUSES + Upload.WAITING_STATUSES)
 
 
 def upload_for_user(*, user, upload_id) -> Upload | None:
@@ -67,6 +78,15 @@ def upload_summary(*, upload: Upload) -> dict:
         "on_existing": upload.on_existing,
         "reverted": upload.reverted_at is not None,
         "error": upload.error_message or None,
+        "profile": upload.profile.name if upload.profile_id and upload.profile else None,
+        **(
+            {
+                "missing": (upload.mapping_plan or {}).get("missing", []),
+                "ambiguous": (upload.mapping_plan or {}).get("ambiguous", {}),
+            }
+            if upload.status == Upload.Status.NEEDS_MAPPING
+            else {}
+        ),
     }
     if upload.status == Upload.Status.AWAITING_REVIEW:
         summary["review"] = {
@@ -210,3 +230,29 @@ def field_changes(change: ProposedChange) -> list[dict]:
             percent = round((new - old) * 100 / abs(old), 2)
         fields.append({"field": field, "old": old, "new": new, "change_percent": percent})
     return fields
+
+
+def mapping_of(*, upload: Upload) -> dict:
+    """GET /uploads/<id>/mapping.json: what the worker made of the file's columns."""
+    plan = upload.mapping_plan or {}
+    return {
+        "headers": plan.get("headers", []),
+        "samples": plan.get("samples", {}),
+        "suggestions": plan.get("suggestions", {}),
+        "missing": plan.get("missing", []),
+        "ambiguous": plan.get("ambiguous", {}),
+        "unused": plan.get("unused", {}),
+        "profile": upload.profile.name if upload.profile_id and upload.profile else None,
+    }
+
+
+def mapping_profiles() -> QuerySet[MappingProfile]:
+    """Profiles are shared by every user of the installation."""
+    return MappingProfile.objects.select_related("created_by").order_by("name")
+
+
+def mapping_profile(*, profile_id) -> MappingProfile | None:
+    try:
+        return mapping_profiles().get(pk=profile_id)
+    except (MappingProfile.DoesNotExist, ValueError, TypeError):
+        return None

@@ -70,6 +70,7 @@ def create_upload(
     day_first: bool | None = None,
     strict: bool = False,
     on_existing: str = Upload.OnExisting.UPDATE,
+    profile=None,
     enqueue: bool = True,
 ) -> Upload:
     """Store a file and queue it. `file` is a Django UploadedFile or any binary file object.
@@ -107,6 +108,7 @@ def create_upload(
         day_first=settings.INGEST_DAY_FIRST if day_first is None else day_first,
         strict=strict,
         on_existing=on_existing,
+        profile=profile,
         seq=now_seq(),
     )
     with transaction.atomic():
@@ -187,6 +189,10 @@ def cancel_upload(*, upload: Upload, by) -> Upload:
         status=Upload.Status.CANCELLING, seq=now_seq()
     ):
         set_cancel_flag(upload_id=upload.pk)
+    else:  # waiting for its mapping: dropped, nothing was written
+        Upload.objects.filter(pk=upload.pk, status=Upload.Status.NEEDS_MAPPING).update(
+            status=Upload.Status.CANCELLED, finished_at=now, seq=now_seq(), error_message="Dropped; nothing was loaded."
+        )
     upload.refresh_from_db()
     publish_state(upload)
     return upload
@@ -213,6 +219,21 @@ def retry_upload(*, upload: Upload, by) -> Upload:
         task_id="",
         crashed_runs=0,  # the user asked again: a file that stopped its workers gets new tries
     )
+    # A file that failed on its rows (too many rejected, or strict) opens the mapping form
+    # with the choices it failed with, rather than failing the same way again. One whose
+    # worker kept dying, or that failed before its rows were read, is simply queued.
+    reopen = (
+        upload.status == Upload.Status.FAILED
+        and bool((upload.mapping_plan or {}).get("headers"))
+        and upload.rejected_rows > 0
+        and upload.crashed_runs == 0
+    )
+    if reopen:
+        fields.update(
+            status=Upload.Status.NEEDS_MAPPING,
+            error_message=f"It failed: {upload.error_message} Check the columns and options below, then load it again.",
+            explicit_header_to_field=_previous_choice(upload),
+        )
     # Conditional, so that two retries at once queue it once.
     retryable = Upload.objects.filter(pk=upload.pk, status__in=Upload.RETRYABLE_STATUSES)  # Upload.can_retry
     if not retryable.update(**fields):
@@ -222,7 +243,101 @@ def retry_upload(*, upload: Upload, by) -> Upload:
     RowIssue.objects.filter(upload=upload).delete()
     upload.refresh_from_db()
     publish_state(upload)
-    enqueue_upload(upload=upload)
+    if not reopen:
+        enqueue_upload(upload=upload)
+    return upload
+
+
+def _previous_choice(upload: Upload) -> dict[str, str]:
+    """{header: field or ''} as the failed attempt loaded it."""
+    plan = upload.mapping_plan or {}
+    used = {h: f for f, h in (plan.get("chosen") or {}).items()}
+    return {h: used.get(h, "") for h in plan.get("headers", [])}
+
+
+# --- the mapping step ---------------------------------------------------------------------
+
+
+class MappingRejected(ValueError):
+    """A mapping that still cannot load the file; the message says what is lacking."""
+
+
+def apply_mapping(
+    *,
+    upload: Upload,
+    by,
+    mapping: object,
+    day_first: bool | None = None,
+    decimal_comma: bool = False,
+    currency: str = "",
+    constants: dict | None = None,
+    save_profile: str = "",
+) -> Upload:
+    """Continue an upload waiting for its mapping with the owner's choice: the same upload,
+    the same stored file, queued again. Raises MappingRejected (nothing changes) when the
+    choice still lacks a required field or names a column twice."""
+    from . import profiles
+    from .suggestions import CONSTANT_FIELDS, suggest
+
+    if upload.owner_id != getattr(by, "pk", None):
+        raise PermissionDenied("Not your upload.")
+    if upload.status != Upload.Status.NEEDS_MAPPING:
+        raise MappingRejected(f"This upload is {upload.get_status_display().lower()}, not waiting for its mapping.")
+    try:
+        clean = validate_explicit_mapping(mapping)
+    except ValueError as exc:
+        raise MappingRejected(str(exc)) from exc
+    currency = (currency or "").strip().upper()
+    if currency and not (len(currency) == 3 and currency.isalpha()):
+        raise MappingRejected(f"The default currency must be a three-letter code such as USD, not {currency!r}.")
+    fixed = {}
+    for field, value in (constants or {}).items():
+        if field not in CONSTANT_FIELDS:
+            raise MappingRejected(f"Only {', '.join(CONSTANT_FIELDS)} can be given one value for every row.")
+        if str(value).strip():
+            fixed[field] = str(value).strip()
+    if "currency" in fixed:
+        currency = currency or fixed.pop("currency").upper()
+    plan = upload.mapping_plan or {}
+    headers = plan.get("headers") or list(clean)
+    full = {h: clean.get(h, "") for h in headers}  # a column not chosen is ignored
+    unknown = [h for h in clean if h not in headers]
+    if unknown:
+        raise MappingRejected(f"The file has no column {unknown[0]!r}.")
+    checked = suggest(headers, None, explicit=full, constants=fixed)
+    if not checked.ready:
+        raise MappingRejected(checked.message().replace(" Choose the columns below.", ""))
+    fields = attempt_counters()
+    fields.update(
+        status=Upload.Status.QUEUED,
+        explicit_header_to_field=full,
+        decimal_comma=bool(decimal_comma),
+        currency=currency,
+        constants=fixed,
+        profile=None,
+        profile_note="",
+        seq=now_seq(),
+        heartbeat_at=None,
+        started_at=None,
+        finished_at=None,
+        task_id="",
+    )
+    if day_first is not None:
+        fields["day_first"] = day_first
+    with transaction.atomic():
+        if not Upload.objects.filter(pk=upload.pk, status=Upload.Status.NEEDS_MAPPING).update(**fields):
+            upload.refresh_from_db()
+            raise MappingRejected(f"This upload is {upload.get_status_display().lower()}, not waiting for its mapping.")
+        upload.refresh_from_db()
+        if save_profile.strip():
+            try:
+                profile = profiles.save_profile(name=save_profile, upload=upload, mapping=full, by=by)
+            except profiles.ProfileRejected as exc:
+                raise MappingRejected(str(exc)) from exc
+            Upload.objects.filter(pk=upload.pk).update(profile=profile)
+            upload.profile = profile
+    publish_state(upload)
+    transaction.on_commit(lambda: enqueue_upload(upload=upload))
     return upload
 
 
@@ -372,3 +487,8 @@ def publish_state(upload: Upload, *, final: bool = False) -> None:
         raise  # the task's time is up: that must reach the runner, not be logged away
     except Exception:  # noqa: BLE001 - a lost event must never fail a load
         log.warning("Could not publish the state of upload %s", upload.pk, exc_info=True)
+
+
+def use_profile(*, upload: Upload, profile) -> None:
+    """Record that `upload` is described by `profile` (saved from its detail page)."""
+    Upload.objects.filter(pk=upload.pk).update(profile=profile, seq=now_seq())

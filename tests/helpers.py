@@ -86,11 +86,11 @@ def card_locator(page, upload_id=None, *, name=None):
 
 
 def wait_for_upload(upload, *, timeout: float = 120, statuses=None):
-    """Wait until an upload reaches a finished state (or one of `statuses`); return it fresh.
-    A time-out here is a hang, not a speed check."""
+    """Wait until an upload reaches a finished state or waits for its owner (or one of
+    `statuses`); return it fresh. A time-out here is a hang, not a speed check."""
     from ingestion.models import Upload
 
-    statuses = set(statuses or Upload.FINISHED_STATUSES)
+    statuses = set(statuses or Upload.FINISHED_STATUSES + Upload.WAITING_STATUSES)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         upload.refresh_from_db()

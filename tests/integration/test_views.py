@@ -265,6 +265,7 @@ def test_status_json_shape(alice, user):
         "on_existing": "update",
         "reverted": False,
         "error": None,
+        "profile": None,
         "seq": 4242,
     }
 

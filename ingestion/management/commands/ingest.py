@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ingestion import selectors, services
 from ingestion.columns import validate_explicit_mapping
-from ingestion.models import Upload
+from ingestion.models import MappingProfile, Upload
 
 POLL_SECONDS = 0.2
 CANCEL_WAIT_SECONDS = 10
@@ -31,6 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("files", nargs="+", metavar="FILE")
         parser.add_argument("--user", required=True, help="username that owns the uploads")
         parser.add_argument("--mapping", help='explicit column mapping as JSON, e.g. \'{"Vendor": "supplier_name"}\'')
+        parser.add_argument("--profile", help="a mapping profile's name: its columns and options, whatever the headers")
         parser.add_argument("--day-first", action="store_true", help="read 11/09/2014 as 11 September")
         parser.add_argument("--strict", action="store_true", help="fail the whole upload if any row is rejected")
         parser.add_argument(
@@ -45,12 +46,25 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=None, help="give up following after this many seconds")
 
     def handle(
-        self, *args, files, user, mapping, day_first, strict, on_existing, no_wait, as_json: bool, timeout, **options
+        self,
+        *args,
+        files,
+        user,
+        mapping,
+        profile,
+        day_first,
+        strict,
+        on_existing,
+        no_wait,
+        as_json: bool,
+        timeout,
+        **options,
     ):
         self.stderr.style_func = None  # progress and notes, not errors: no red on a terminal
         owner = self._user(user)
         paths = [self._path(name) for name in files]
         clean_mapping = self._mapping(mapping)
+        chosen_profile = self._profile(profile)
 
         uploads: list[Upload] = []
         for path in paths:
@@ -63,6 +77,7 @@ class Command(BaseCommand):
                         day_first=True if day_first else None,
                         strict=strict,
                         on_existing=on_existing,
+                        profile=chosen_profile,
                     )
                 )
             except services.UploadRejected as exc:
@@ -117,6 +132,15 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         return path
 
+    def _profile(self, name: str | None):
+        if not name:
+            return None
+        found = MappingProfile.objects.filter(name=name).first()
+        if found is None:
+            known = ", ".join(MappingProfile.objects.values_list("name", flat=True)[:20]) or "none yet"
+            raise CommandError(f"No mapping profile named {name!r} (profiles: {known}).")
+        return found
+
     def _mapping(self, text: str | None) -> dict:
         if not text:
             return {}
@@ -140,11 +164,11 @@ class Command(BaseCommand):
             current = {u.pk: u for u in selectors.uploads_for_user(user=owner).filter(pk__in=ids)}
             uploads = [current.get(pk, old) for pk, old in zip(ids, uploads)]
             for upload in uploads:
-                if upload.is_finished and upload.pk not in announced:
+                if (upload.is_finished or upload.is_waiting) and upload.pk not in announced:
                     announced.add(upload.pk)
                     bar.clear()
                     self.stderr.write(_finished_line(upload))
-            if all(u.is_finished for u in uploads):
+            if all(u.is_finished or u.is_waiting for u in uploads):
                 bar.clear()
                 return uploads
             bar.draw(uploads, elapsed=time.monotonic() - started)
@@ -191,7 +215,9 @@ class Command(BaseCommand):
 
 
 def _finished_line(upload: Upload) -> str:
-    mark = {"completed": "done", "failed": "FAILED", "cancelled": "cancelled"}.get(upload.status, upload.status)
+    mark = {"completed": "done", "failed": "FAILED", "cancelled": "cancelled", "needs_mapping": "NEEDS MAPPING"}.get(
+        upload.status, upload.status
+    )
     elapsed = upload.elapsed_seconds
     rate = upload.rows_per_second
     timing = f" in {elapsed:.1f} s" if elapsed is not None else ""
