@@ -149,10 +149,20 @@ def bench_user():
 def empty_tables() -> None:
     from django.db import connection
 
-    from ingestion.models import Material, PurchaseOrder, PurchaseOrderLine, RowIssue, StagedLine, Supplier, Upload
+    from ingestion.models import (
+        LineVersion,
+        Material,
+        PurchaseOrder,
+        PurchaseOrderLine,
+        RowIssue,
+        StagedLine,
+        Supplier,
+        Upload,
+    )
 
     tables = [
-        m._meta.db_table for m in (PurchaseOrderLine, StagedLine, RowIssue, PurchaseOrder, Material, Supplier, Upload)
+        m._meta.db_table
+        for m in (LineVersion, PurchaseOrderLine, StagedLine, RowIssue, PurchaseOrder, Material, Supplier, Upload)
     ]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
@@ -820,6 +830,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached files")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one load may take")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="only what line history costs (bench/history.py): --sizes of the clean shape, first load and a "
+        "reload with 10%% of the prices changed, with and without history; results in bench/history_results.json",
+    )
     args = parser.parse_args(argv)
 
     database_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -852,6 +868,25 @@ def main(argv: list[str] | None = None) -> int:
 
     user = bench_user()
     batch_rows = settings.INGEST_BATCH_ROWS
+    if args.history:
+        from bench import history
+
+        (DATA / "logs").mkdir(parents=True, exist_ok=True)
+        found = history.run(
+            user=user,
+            env=env,
+            sizes=args.sizes,
+            runs=args.runs,
+            seed=args.seed,
+            rebuild=args.rebuild,
+            timeout=args.timeout,
+            logs=DATA / "logs",
+        )
+        found["command"] = " ".join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+        found["machine"] = machine_info(database_url, redis_url)
+        (ROOT / "bench" / "history_results.json").write_text(json.dumps(found, indent=2, default=str) + "\n")
+        print(history.report(found))
+        return 0 if all(f["reload_counts_as_expected"] for f in found["files"]) else 1
     shapes = [SHAPES[name] for name in args.shapes]
     check_mapping(shapes)
     files = [

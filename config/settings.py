@@ -228,6 +228,8 @@ INGEST_DEFAULT_CURRENCY = os.environ.get("INGEST_DEFAULT_CURRENCY", "USD").upper
 INGEST_DAY_FIRST = env_bool("INGEST_DAY_FIRST", False)
 # More than this share of rejected rows fails the whole upload.
 INGEST_MAX_REJECTED_SHARE = float(os.environ.get("INGEST_MAX_REJECTED_SHARE", "0.5"))
+# Record every state of a line (LineVersion). Off only to measure what history costs.
+INGEST_LINE_HISTORY = env_bool("INGEST_LINE_HISTORY", True)
 # What one file may cost before it is refused with a message that says why (README: Input
 # format). Columns: header fields of a CSV or a sheet. Workbooks: the zip's total unpacked
 # size, the packing ratio of any part over 16 MB, and the grid of a sheet read whole

@@ -193,7 +193,8 @@ class MappingError(ValueError):
 
 
 def validate_explicit_mapping(mapping: object) -> dict[str, str]:
-    """Check a user-given {file header: canonical field} mapping; raise ValueError if bad."""
+    """Check a user-given {file header: canonical field, or '' to ignore it} mapping; raise
+    ValueError if bad."""
     if mapping in (None, "", {}):
         return {}
     if not isinstance(mapping, dict):
@@ -202,6 +203,9 @@ def validate_explicit_mapping(mapping: object) -> dict[str, str]:
     for header, field in mapping.items():
         if not isinstance(header, str) or not isinstance(field, str):
             raise ValueError("Every key and value of the column mapping must be text.")
+        if field == "":  # the column is ignored
+            clean[header] = field
+            continue
         if field not in CANONICAL_FIELDS:
             raise ValueError(
                 f"Unknown field {field!r} for column {header!r}; known fields: {', '.join(CANONICAL_FIELDS)}."
@@ -217,6 +221,8 @@ def resolve_columns(headers: list[str], explicit: dict[str, str] | None = None) 
     by_normal = {normalize_header(h): h for h in headers}
     resolved: dict[str, str] = {}
     for wanted_header, field in explicit.items():
+        if not field:
+            continue
         actual = wanted_header if wanted_header in headers else by_normal.get(normalize_header(wanted_header))
         if actual is None:
             raise MappingError(

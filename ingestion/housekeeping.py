@@ -23,7 +23,7 @@ def expired_uploads(*, days: int | None = None):
     return Upload.objects.filter(
         Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff),
         status__in=Upload.FINISHED_STATUSES,
-    )
+    ).exclude(status=Upload.Status.AWAITING_REVIEW)  # its Load reads the file again
 
 
 def delete_expired_files(*, days: int | None = None) -> dict[str, int]:

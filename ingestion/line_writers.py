@@ -26,6 +26,7 @@ import pandas as pd
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
+from . import line_history, review
 from .models import PurchaseOrderLine, StagedLine
 from .outcomes import Cancelled
 
@@ -55,17 +56,18 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def upsert_lines_sql(select: str) -> str:
+def upsert_lines_sql(select: str, condition: str = "") -> str:
     """INSERT the rows `select` produces (LINE_COLUMNS, in order) into the lines table; a
-    line already there takes the new values only if one of them differs, so an unchanged
-    line is neither written nor returned by a RETURNING clause."""
+    line already there takes the new values only if one of them differs (and `condition`,
+    the upload's policy, allows it: `review.update_condition`), so an unchanged line is
+    neither written nor returned by a RETURNING clause."""
     lines = _table(PurchaseOrderLine)
     changed = " OR ".join(f"{lines}.{c} IS DISTINCT FROM excluded.{c}" for c in VALUE_COLUMNS)
     return (
         f"INSERT INTO {lines} ({', '.join(LINE_COLUMNS)}) {select} "
         "ON CONFLICT (purchase_order_id, line_number) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in (*VALUE_COLUMNS, "upload_id", "updated_at"))
-        + f" WHERE {changed}"
+        + f" WHERE ({changed}){condition}"
     )
 
 
@@ -83,12 +85,12 @@ def interrupt_line_writes(upload_id) -> None:
         writer.interrupt()
 
 
-def open_line_writer(upload_id, *, should_stop: Callable[[], bool]) -> LineWriter:
+def open_line_writer(upload_id, *, should_stop: Callable[[], bool], policy: str = "update") -> LineWriter:
     """The writer for this database; use it as a context manager: leaving the block without
-    `finish` rolls every line back."""
+    `finish` rolls every line back. `policy` is the upload's `on_existing`."""
     if connection.vendor == "postgresql":
-        return TransactionLineWriter(upload_id, should_stop=should_stop)
-    return StagingLineWriter(upload_id, should_stop=should_stop)
+        return TransactionLineWriter(upload_id, should_stop=should_stop, policy=policy)
+    return StagingLineWriter(upload_id, should_stop=should_stop, policy=policy)
 
 
 class TransactionLineWriter:
@@ -105,11 +107,13 @@ class TransactionLineWriter:
     IDLE_TIMEOUT = "120s"
     PENDING = 2  # batches handed over but not yet written: bounds memory, keeps the writer busy
 
-    def __init__(self, upload_id, *, should_stop: Callable[[], bool]) -> None:
+    def __init__(self, upload_id, *, should_stop: Callable[[], bool], policy: str = "update") -> None:
         self.upload_id = str(upload_id)
         self.should_stop = should_stop
+        self.policy = policy
         self.now: datetime = timezone.now()
         self.created = self.updated = 0
+        self.user_id = line_history.owner_id(upload_id)
         self._jobs: Queue = Queue(maxsize=self.PENDING)
         self._error: BaseException | None = None
         self._raw = None
@@ -151,7 +155,7 @@ class TransactionLineWriter:
             db.close()
             return
         self._ready.set()
-        sql = self._statement()
+        sql, tail = self._statement()
         try:
             while not self._closing.is_set():
                 try:
@@ -164,7 +168,7 @@ class TransactionLineWriter:
                     self._committed = True
                     return
                 with self._busy, db.cursor() as cursor:
-                    cursor.execute(sql, job)
+                    cursor.execute(sql, [*job, *tail])
                     new, changed_rows = cursor.fetchone()
                 self.created += new
                 self.updated += changed_rows
@@ -178,18 +182,32 @@ class TransactionLineWriter:
                     pass
             db.close()
 
-    @staticmethod
-    def _statement() -> str:
-        # xmax = 0 marks a freshly inserted row. A row updated here that this upload created in
-        # an earlier batch (a file repeating a line) keeps this upload's created_at: it was
-        # counted as created already. Unchanged rows are not touched and return nothing.
+    def _statement(self) -> tuple[str, list]:
+        """The batch's statement, and the parameters that follow the batch's own. xmax = 0
+        marks a freshly inserted row. A row updated here that this upload created in an
+        earlier batch (a file repeating a line) keeps this upload's created_at: it was
+        counted as created already. Unchanged rows are not touched and return nothing, so
+        they write no version either."""
+        condition, condition_params = review.update_condition(
+            self.upload_id, policy=self.policy, lines=_table(PurchaseOrderLine), now=self.now
+        )
         upsert = upsert_lines_sql(
             "SELECT (a->>0)::bigint, (a->>1)::bigint, (a->>2)::bigint, (a->>3)::numeric, (a->>4)::numeric, "
-            "(a->>5)::numeric, a->>6, %s::uuid, %s, %s FROM json_array_elements(%s::json) a"
+            "(a->>5)::numeric, a->>6, %s::uuid, %s, %s FROM json_array_elements(%s::json) a",
+            condition,
         )
-        return (
-            f"WITH written AS ({upsert} RETURNING (xmax = 0) AS inserted, created_at = %s AS ours) "
+        counts = (
             "SELECT COUNT(*) FILTER (WHERE inserted), COUNT(*) FILTER (WHERE NOT inserted AND NOT ours) FROM written"
+        )
+        if not line_history.history_enabled():
+            return f"WITH written AS ({upsert} RETURNING (xmax = 0) AS inserted, created_at = %s AS ours) {counts}", [
+                *condition_params,
+                self.now,
+            ]
+        versions, _ = line_history.versions_after_upsert("written")
+        return (
+            f"WITH written AS ({upsert} RETURNING {line_history.RETURNING}, created_at = %s AS ours), {versions} {counts}",
+            [*condition_params, self.now, self.now, self.now, self.upload_id, self.user_id],
         )
 
     # The pipeline's side ------------------------------------------------------------------
@@ -216,8 +234,17 @@ class TransactionLineWriter:
                 "c": lines["currency"],
             }
         )
-        params = [self.upload_id, self.now, self.now, rows.to_json(orient="values", force_ascii=False), self.now]
+        params = [self.upload_id, self.now, self.now, rows.to_json(orient="values", force_ascii=False)]
         self._put(params)
+
+    def diff(self, upload, lines: pd.DataFrame) -> tuple[int, int]:
+        """Record the batch's changes to existing lines (`review`), on the caller's connection:
+        it sees the lines as committed, before this writer's open transaction."""
+        return review.diff_batch(upload, lines)
+
+    def diff_rest(self, upload) -> tuple[int, int]:
+        """Every batch was diffed as it came."""
+        return 0, 0
 
     def finish(self, *, on_saving: SavingCallback | None = None) -> tuple[int, int]:
         """Wait for the last batches, then commit every line at once. Returns (created, updated)."""
@@ -285,6 +312,7 @@ STAGED_COLUMNS = [
     "unit_price",
     "total_price",
     "currency",
+    "order_date",
     "source_row",
 ]
 
@@ -293,9 +321,10 @@ class StagingLineWriter:
     """SQLite: lines are staged batch by batch (committed, so progress stays visible) and
     merged into the lines table in one transaction by `finish`."""
 
-    def __init__(self, upload_id, *, should_stop: Callable[[], bool]) -> None:
+    def __init__(self, upload_id, *, should_stop: Callable[[], bool], policy: str = "update") -> None:
         self.upload_id = upload_id
         self.should_stop = should_stop
+        self.policy = policy
         self._upload = upload_id.hex  # how Django stores a UUID on SQLite
 
     def write(self, lines: pd.DataFrame) -> None:
@@ -311,6 +340,7 @@ class StagingLineWriter:
                 "unit_price": lines["unit_price"],
                 "total_price": lines["total_price"],
                 "currency": lines["currency"],
+                "order_date": pd.to_datetime(lines["order_date"], errors="coerce").dt.strftime("%Y-%m-%d"),
                 "source_row": lines["source_row"].astype("int64"),
             }
         )
@@ -320,6 +350,15 @@ class StagingLineWriter:
             cursor.executemany(
                 f"INSERT INTO {_table(StagedLine)} ({', '.join(STAGED_COLUMNS)}) VALUES ({placeholders})", rows
             )
+
+    def diff(self, upload, lines: pd.DataFrame) -> tuple[int, int]:
+        """The staged lines are diffed at once, by `diff_rest`."""
+        return 0, 0
+
+    def diff_rest(self, upload) -> tuple[int, int]:
+        """Record the staged lines' changes to existing lines (`review`), before the merge."""
+        self._drop_repeats()
+        return review.diff_staged(upload)
 
     def finish(self, *, on_saving: SavingCallback | None = None) -> tuple[int, int]:
         """Merge the staged lines in ONE transaction, in chunks so a cancel is seen between
@@ -334,16 +373,20 @@ class StagingLineWriter:
             low, high = cursor.fetchone()
         if low is None:
             return 0, 0
+        now = timezone.now()
+        condition, condition_params = review.update_condition(self._upload, policy=self.policy, lines=lines, now=now)
         upsert = upsert_lines_sql(
             "SELECT purchase_order_id, line_number, material_id, quantity, unit_price, total_price, currency, "
-            f"upload_id, %s, %s FROM {staged} WHERE upload_id = %s AND id >= %s AND id < %s"
+            f"upload_id, %s, %s FROM {staged} WHERE upload_id = %s AND id >= %s AND id < %s",
+            condition,
         )
         count_new = (
             f"SELECT COUNT(*) FROM {staged} s WHERE s.upload_id = %s AND s.id >= %s AND s.id < %s AND NOT EXISTS "
             f"(SELECT 1 FROM {lines} l WHERE l.purchase_order_id = s.purchase_order_id AND l.line_number = s.line_number)"
         )
         created = updated = 0
-        now = timezone.now()
+        history = line_history.history_enabled()
+        user_id = line_history.owner_id(self.upload_id)
         with transaction.atomic(), connection.cursor() as cursor:
             for start in range(low, high + 1, MERGE_CHUNK):
                 if self.should_stop():
@@ -353,9 +396,19 @@ class StagingLineWriter:
                 new = cursor.fetchone()[0]
                 # SQLite counts a row as changed whether the upsert inserted or updated it,
                 # and not at all when the WHERE left it as it was.
-                cursor.execute(upsert, [now, now, self._upload, start, end])
+                cursor.execute(upsert, [now, now, self._upload, start, end, *condition_params])
                 created += new
                 updated += max(0, cursor.rowcount - new)
+                if history:
+                    line_history.record_staged_chunk(
+                        cursor,
+                        staged_where=f"SELECT purchase_order_id, line_number FROM {staged} "
+                        "WHERE upload_id = %s AND id >= %s AND id < %s",
+                        params=[self._upload, start, end],
+                        upload=self._upload,
+                        user_id=user_id,
+                        now=now,
+                    )
                 if on_saving:
                     on_saving(min(end, high + 1) - low, high - low + 1)
             if self.should_stop():

@@ -86,6 +86,55 @@ class PurchaseOrderLine(models.Model):
         return f"{self.purchase_order_id}/{self.line_number}"
 
 
+class LineVersion(models.Model):
+    """One state of a line, from `valid_from` until `valid_to` (open: its current state).
+
+    The lines table holds the current state, so every query on lines keeps working; this
+    table keeps every state a load, a review or a revert wrote, so no price is ever lost.
+    Written set-based by the line writers in the same statement (PostgreSQL) or transaction
+    (SQLite) as the lines. The line's identity (`purchase_order`, `line_number`) is kept
+    beside `line_id` so the history outlives a line a revert removes."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
+        REVERTED = "reverted", "Reverted"
+        REMOVED = "removed", "Removed"
+
+    # Plain ids, no database constraints: versions are written by the hundred thousand in
+    # the load's own statement, and they must outlive a line (or an upload) that goes.
+    line_id = models.BigIntegerField(db_index=True)
+    purchase_order_id = models.BigIntegerField()
+    line_number = models.PositiveIntegerField()
+    material_id = models.BigIntegerField(null=True, blank=True)
+    quantity = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    unit_price = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    order_date = models.DateField(null=True, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CREATED)
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField(null=True, blank=True)
+    upload = models.ForeignKey(
+        "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="line_versions", db_constraint=False
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="line_versions",
+        db_constraint=False,
+    )
+
+    class Meta:
+        ordering = ["line_id", "valid_from", "id"]
+        indexes = [models.Index(fields=["upload", "line_id"], name="lineversion_upload_line")]
+
+    def __str__(self) -> str:
+        return f"line {self.line_id} from {self.valid_from:%Y-%m-%d %H:%M}"
+
+
 class Upload(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -94,12 +143,26 @@ class Upload(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        NEEDS_MAPPING = "needs_mapping", "Needs mapping"
+        # The file would change existing lines: it waits, nothing written, for its owner's decisions.
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+
+    class OnExisting(models.TextChoices):
+        """What a load does with a line that exists with other values."""
+
+        REVIEW = "review", "Ask me (review)"
+        UPDATE = "update", "Take the file's values"
+        KEEP = "keep", "Keep the existing values"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.PROCESSING, Status.CANCELLING)
-    FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+    # Awaiting review counts as finished: its run is over (no worker, no lock), until Load
+    # queues it again.
+    FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.AWAITING_REVIEW)
     # Which uploads Cancel and Retry apply to: the card's buttons and the services both ask.
-    CANCELLABLE_STATUSES = (Status.QUEUED, Status.PROCESSING)
+    CANCELLABLE_STATUSES = (Status.QUEUED, Status.PROCESSING, Status.AWAITING_REVIEW)
     RETRYABLE_STATUSES = (Status.FAILED, Status.CANCELLED)
+    # Stopped for its owner (no worker on it, nothing written): not active, not finished.
+    WAITING_STATUSES = (Status.NEEDS_MAPPING,)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
@@ -118,7 +181,20 @@ class Upload(models.Model):
         default=dict, blank=True, help_text="The columns the load used: {canonical field: file header}."
     )
     day_first = models.BooleanField(default=False)
+    on_existing = models.CharField(max_length=10, choices=OnExisting.choices, default=OnExisting.UPDATE)
     strict = models.BooleanField(default=False)
+    # The mapping step (ingestion/suggestions.py): what the worker made of the columns
+    # (headers, samples, suggestions, the first rows for the preview), the options chosen
+    # on the mapping form, and the profile used.
+    mapping_plan = models.JSONField(default=dict, blank=True)
+    decimal_comma = models.BooleanField(default=False)
+    currency = models.CharField(max_length=3, blank=True, help_text="Default currency; blank: INGEST_DEFAULT_CURRENCY.")
+    # {field: value} for columns a file lacks (a payments file's quantity 1): its lines are spend lines.
+    constants = models.JSONField(default=dict, blank=True)
+    profile = models.ForeignKey(
+        "MappingProfile", on_delete=models.SET_NULL, null=True, blank=True, related_name="uploads"
+    )
+    profile_note = models.TextField(blank=True, help_text="How the file differed from its profile.")
     # Progress: the row always holds the truth, whatever a socket may have missed.
     total_rows = models.PositiveIntegerField(null=True, blank=True)
     processed_rows = models.PositiveIntegerField(default=0)
@@ -130,6 +206,15 @@ class Upload(models.Model):
     created_purchase_orders = models.PositiveIntegerField(default=0)
     created_lines = models.PositiveIntegerField(default=0)
     updated_lines = models.PositiveIntegerField(default=0)
+    unchanged_lines = models.PositiveIntegerField(default=0)
+    kept_lines = models.PositiveIntegerField(default=0)
+    # While awaiting review: {new, changed, unchanged, rejected, conflicts, pending}.
+    review_summary = models.JSONField(default=dict, blank=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
+    # A completed upload of a file with the same SHA-256, found when this one was created.
+    same_file_as = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
     error_message = models.TextField(blank=True)
     task_id = models.CharField(max_length=255, blank=True)
     # Microseconds since the epoch of the last state change: events carry it so a browser
@@ -176,6 +261,14 @@ class Upload(models.Model):
         return self.status in self.RETRYABLE_STATUSES
 
     @property
+    def is_waiting(self) -> bool:
+        return self.status in self.WAITING_STATUSES
+
+    @property
+    def default_currency(self) -> str:
+        return self.currency or settings.INGEST_DEFAULT_CURRENCY
+
+    @property
     def percent(self) -> int:
         if self.status == self.Status.COMPLETED:
             return 100
@@ -205,6 +298,35 @@ class Upload(models.Model):
         if not rate or not self.total_rows or not self.is_active:
             return None
         return max(0.0, (self.total_rows - self.processed_rows) / rate)
+
+
+class MappingProfile(models.Model):
+    """A sender's format: the mapping and options chosen once, found again by the file's
+    header signature (its set of normalized headers). Shared by every user."""
+
+    name = models.CharField(max_length=100, unique=True)
+    signature = models.CharField(max_length=64, db_index=True, help_text="SHA-256 of the sorted normalized headers.")
+    headers = models.JSONField(default=list, help_text="The normalized headers of the file it was made from.")
+    # {normalized header: canonical field, or "" for a column ignored}
+    mapping = models.JSONField(default=dict)
+    day_first = models.BooleanField(default=False)
+    decimal_comma = models.BooleanField(default=False)
+    currency = models.CharField(max_length=3, blank=True)
+    constants = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="mapping_profiles"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_upload = models.ForeignKey(
+        "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class RowIssue(models.Model):
@@ -247,7 +369,50 @@ class StagedLine(models.Model):
     unit_price = models.DecimalField(max_digits=20, decimal_places=6)
     total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3)
+    order_date = models.DateField(null=True, blank=True)  # the row's, for the review's `newer` rule
     source_row = models.PositiveIntegerField()
 
     def __str__(self) -> str:
         return f"staged {self.purchase_order_id}/{self.line_number} of {self.upload_id}"
+
+
+class ProposedChange(models.Model):
+    """A line a file would change, old and new values side by side, and its owner's decision
+    ('' while none). Written set-based by the diff of each batch (`review`); a later pass
+    over the same file updates the row, and resets the decision when the line or the
+    incoming values moved since (a stale review asks again)."""
+
+    class Decision(models.TextChoices):
+        PENDING = "", "Undecided"
+        TAKE = "take", "Take incoming"
+        KEEP = "keep", "Keep existing"
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="proposed_changes", db_constraint=False)
+    line_id = models.BigIntegerField()
+    purchase_order_id = models.BigIntegerField()
+    line_number = models.PositiveIntegerField()
+    supplier_id = models.BigIntegerField(null=True, blank=True)
+    old_material_id = models.BigIntegerField()
+    new_material_id = models.BigIntegerField()
+    old_quantity = models.DecimalField(max_digits=20, decimal_places=4)
+    new_quantity = models.DecimalField(max_digits=20, decimal_places=4)
+    old_unit_price = models.DecimalField(max_digits=20, decimal_places=6)
+    new_unit_price = models.DecimalField(max_digits=20, decimal_places=6)
+    old_total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
+    new_total_price = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
+    old_currency = models.CharField(max_length=3)
+    new_currency = models.CharField(max_length=3)
+    old_order_date = models.DateField(null=True, blank=True)
+    new_order_date = models.DateField(null=True, blank=True)
+    price_change_percent = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    quantity_change_percent = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    source_row = models.PositiveIntegerField(null=True, blank=True)
+    decision = models.CharField(max_length=4, choices=Decision.choices, default="", blank=True)
+    seen = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["purchase_order_id", "line_number"]
+        constraints = [models.UniqueConstraint(fields=["upload", "line_id"], name="unique_proposed_line")]
+
+    def __str__(self) -> str:
+        return f"{self.line_id}: {self.old_unit_price} -> {self.new_unit_price}"

@@ -8,3 +8,12 @@ class Cancelled(Exception):
 
 class PipelineError(Exception):
     """The upload fails; the message tells its owner what is wrong and where."""
+
+
+class NeedsReview(Exception):
+    """Under the `review` policy the file would change existing lines: nothing is written,
+    and the upload waits for its owner's decisions (`Upload.review_summary` says what)."""
+
+
+class NeedsMapping(Exception):
+    """The columns need their owner's choice; nothing was written. The message says why."""

@@ -18,10 +18,10 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F
 
-from . import dimensions, line_writers, quality
-from .columns import MappingError, resolve_columns
+from . import dimensions, line_writers, quality, review
+from .mapping_step import constant_label, plan_upload, with_constants
 from .models import RowIssue, Upload
-from .outcomes import Cancelled, PipelineError
+from .outcomes import Cancelled, NeedsReview, PipelineError
 from .reading import FileError, Table, open_table
 from .validation import ERROR, WARNING, validate_batch
 
@@ -38,16 +38,22 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
     batch_rows = settings.INGEST_BATCH_ROWS
     try:
         table = open_table(Path(upload.file.path), name=upload.original_name, batch_rows=batch_rows)
-        columns = resolve_columns(table.headers, upload.explicit_header_to_field)
-        table.use_columns(columns.values())  # the rest of a wide file is never parsed
-    except (FileError, MappingError) as exc:
+        columns = plan_upload(upload=upload, table=table)  # or NeedsMapping: its owner chooses
+        # The rest of a wide file is never parsed.
+        table.use_columns(h for f, h in columns.items() if h != constant_label(f))
+    except FileError as exc:
         raise PipelineError(str(exc)) from exc
     upload.resolved_field_to_header = columns
     upload.total_rows = table.estimated_rows
     on_progress(upload, f"Reading {table.description}")
+    tally = _Tally()
     counter = quality.QualityCounter(columns=columns)
-    with line_writers.open_line_writer(upload.pk, should_stop=should_stop) as writer:
-        _load_batches(upload, table, columns, writer, should_stop=should_stop, on_progress=on_progress, counter=counter)
+    if review.diffs(upload):
+        review.start_pass(upload)
+    with line_writers.open_line_writer(upload.pk, should_stop=should_stop, policy=upload.on_existing) as writer:
+        _load_batches(
+            upload, table, columns, writer, tally, should_stop=should_stop, on_progress=on_progress, counter=counter
+        )
         upload.total_rows = upload.processed_rows
         counted = upload.imported_rows + upload.rejected_rows
         if counted == 0:
@@ -57,6 +63,8 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
                 f"{upload.rejected_rows} of {counted} rows were rejected (more than "
                 f"{settings.INGEST_MAX_REJECTED_SHARE:.0%}); nothing was loaded. See the row issues."
             )
+        if review.diffs(upload):
+            _settle_review(upload, writer, tally)
         on_progress(upload, "Saving lines")
 
         def saving(done: int, total: int) -> None:
@@ -64,6 +72,7 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
             on_progress(upload, f"Saving lines ({upload.saving_percent}%)")
 
         upload.created_lines, upload.updated_lines = writer.finish(on_saving=saving)
+        upload.unchanged_lines = max(0, tally.lines - upload.created_lines - upload.updated_lines - upload.kept_lines)
     try:
         _score(upload, counter)
     except DatabaseError:
@@ -115,11 +124,40 @@ def _score(upload: Upload, counter: quality.QualityCounter) -> None:
     )
 
 
+class _Tally:
+    """What the batches met, for the review's summary."""
+
+    def __init__(self) -> None:
+        self.lines = 0  # distinct lines of each batch
+        self.existing = 0  # lines that exist already (diffed uploads only)
+        self.conflicts = 0  # a line twice in a batch, with other values
+
+
+def _settle_review(upload: Upload, writer: line_writers.LineWriter, tally: _Tally) -> None:
+    """After the last batch of a diffed upload: under `review`, stop for its owner's
+    decisions if any change has none (the line writer then rolls back: nothing written)."""
+    existing, _ = writer.diff_rest(upload)
+    tally.existing += existing
+    outcome = review.end_pass(upload)
+    upload.kept_lines = outcome.kept
+    if upload.on_existing == Upload.OnExisting.REVIEW and outcome.pending:
+        upload.review_summary = {
+            "new": max(0, tally.lines - tally.existing),
+            "changed": outcome.changed,
+            "unchanged": max(0, tally.existing - outcome.changed),
+            "rejected": upload.rejected_rows,
+            "conflicts": tally.conflicts,
+            "pending": outcome.pending,
+        }
+        raise NeedsReview()
+
+
 def _load_batches(
     upload: Upload,
     table: Table,
     columns: dict[str, str],
     writer: line_writers.LineWriter,
+    tally: _Tally,
     *,
     should_stop: Callable[[], bool],
     on_progress: ProgressCallback,
@@ -136,10 +174,11 @@ def _load_batches(
             yield (
                 batch,
                 validate_batch(
-                    batch.frame,
+                    with_constants(batch.frame, upload.constants, columns),
                     columns=columns,
                     day_first=upload.day_first,
-                    default_currency=settings.INGEST_DEFAULT_CURRENCY,
+                    decimal_comma=upload.decimal_comma,
+                    default_currency=upload.default_currency,
                 ),
             )
 
@@ -175,6 +214,14 @@ def _load_batches(
             if should_stop():
                 raise Cancelled()
             lines = _upsert_dimensions(upload, lines, ids)
+            repeated = _repeated_lines(lines)
+            if len(repeated):
+                issues = pd.concat([issues, repeated], ignore_index=True)
+                validated.warnings += len(repeated)
+                tally.conflicts += len(repeated)
+            tally.lines += len(lines) - int(lines.duplicated(["purchase_order_id", "line_number"]).sum())
+            if review.diffs(upload):
+                tally.existing += writer.diff(upload, lines)[0]
             writer.write(lines)
             if stored_issues < MAX_STORED_ISSUES and len(issues):
                 keep = issues.head(MAX_STORED_ISSUES - stored_issues)
@@ -253,6 +300,38 @@ def _upsert_dimensions(upload: Upload, lines: pd.DataFrame, ids: dimensions.IdCa
     upload.created_materials += created.materials
     upload.created_purchase_orders += created.purchase_orders
     return lines
+
+
+def _repeated_lines(lines: pd.DataFrame) -> pd.DataFrame:
+    """Row issues for a PO line a batch carries twice with other values: the last row is
+    taken, and the issue on the earlier one names the row that was."""
+    keys = ["purchase_order_id", "line_number"]
+    values = [*keys, "material_id", "quantity", "unit_price", "total_price", "currency"]
+    twice = lines[lines.duplicated(keys, keep=False)]
+    if twice.empty:
+        return pd.DataFrame(columns=["row", "column", "value", "message", "severity"])
+    distinct = twice.drop_duplicates(values)
+    differing = distinct[distinct.duplicated(keys, keep=False)]
+    if differing.empty:
+        return pd.DataFrame(columns=["row", "column", "value", "message", "severity"])
+    last = twice.groupby(keys, sort=False)["source_row"].transform("max")
+    earlier = differing[differing["source_row"] < last.reindex(differing.index)]
+    taken = last.reindex(earlier.index)
+    return pd.DataFrame(
+        {
+            "row": earlier["source_row"].to_numpy(),
+            "column": "",
+            "value": earlier["unit_price"].astype(str).to_numpy(),
+            "message": [
+                f"PO {po} line {line} appears again in row {row} with other values; row {row} was taken "
+                f"(unit price {price} here)."
+                for po, line, row, price in zip(
+                    earlier["po_number"], earlier["line_number"], taken, earlier["unit_price"], strict=True
+                )
+            ],
+            "severity": WARNING,
+        }
+    )
 
 
 def _number_lines(

@@ -43,7 +43,7 @@ from django.utils import timezone
 from .cancel_flags import cancel_flagged, clear_cancel_flag
 from .messages import user_message
 from .models import RowIssue, StagedLine, Upload
-from .outcomes import Cancelled, PipelineError
+from .outcomes import Cancelled, NeedsMapping, NeedsReview, PipelineError
 from .services import attempt_counters, now_seq, publish_state
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ _COUNTERS = (
     "created_purchase_orders",
     "created_lines",
     "updated_lines",
+    "unchanged_lines",
+    "kept_lines",
+    "review_summary",
     "resolved_field_to_header",
 )
 
@@ -119,6 +122,10 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
         run_pipeline(upload=upload, on_progress=on_progress, should_stop=supervisor.should_stop)
     except Cancelled:
         status = Upload.Status.CANCELLED
+    except NeedsReview:
+        status = Upload.Status.AWAITING_REVIEW
+    except NeedsMapping as exc:  # nothing written: the owner chooses the columns
+        status, error = Upload.Status.NEEDS_MAPPING, str(exc)
     except PipelineError as exc:
         status, error = Upload.Status.FAILED, user_message(upload_id=upload.pk, text=str(exc))
     except SoftTimeLimitExceeded:
@@ -228,7 +235,7 @@ def _claim(*, upload_id, task_id: str) -> Upload | None:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.INGEST_STALE_SECONDS)
     upload = Upload.objects.filter(pk=upload_id).first()
-    if upload is None or upload.is_finished:
+    if upload is None or upload.is_finished or upload.is_waiting:
         return None
     running = Q(status__in=[Upload.Status.PROCESSING, Upload.Status.CANCELLING])
     claimable = Q(status=Upload.Status.QUEUED) | (running & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)))
@@ -261,7 +268,7 @@ def _claim(*, upload_id, task_id: str) -> Upload | None:
         return None
     if not Upload.objects.filter(claimable, pk=upload_id).update(**fields):
         upload.refresh_from_db()
-        if upload.is_finished:
+        if upload.is_finished or upload.is_waiting:
             return None
         age = (now - upload.heartbeat_at).total_seconds() if upload.heartbeat_at else 0
         raise UploadBusy(retry_in=max(1.0, settings.INGEST_STALE_SECONDS - age + 1))
@@ -351,9 +358,14 @@ def _finish(upload: Upload, *, status: str, error: str = "") -> dict:
                 else ""
             )
         )
-    elif status == Upload.Status.FAILED:
+    elif status in (Upload.Status.FAILED, Upload.Status.NEEDS_MAPPING):
         upload.created_lines = upload.updated_lines = 0
         upload.error_message = error
+    elif status == Upload.Status.AWAITING_REVIEW:
+        upload.created_lines = upload.updated_lines = upload.unchanged_lines = upload.kept_lines = 0
+        upload.error_message = ""
+    if status != Upload.Status.AWAITING_REVIEW:
+        upload.review_summary = {}
     fields = {f: getattr(upload, f) for f in _COUNTERS}
     Upload.objects.filter(pk=upload.pk).update(
         status=status,

@@ -3,13 +3,26 @@ so all of them apply the same ownership rule."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Abs
+from django.urls import reverse
 
 from . import quality
-from .models import RowIssue, Upload
+from .models import (
+    LineVersion,
+    MappingProfile,
+    Material,
+    ProposedChange,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    RowIssue,
+    Supplier,
+    Upload,
+)
 
 
 def uploads_for_user(*, user) -> QuerySet[Upload]:
@@ -20,7 +33,8 @@ def uploads_for_user(*, user) -> QuerySet[Upload]:
 
 
 def active_uploads_for_user(*, user) -> QuerySet[Upload]:
-    return uploads_for_user(user=user).filter(status__in=Upload.ACTIVE_STATUSES)
+    """Unfinished: running, queued, or waiting for its owner (its mapping)."""
+    return uploads_for_user(user=user).filter(status__in=Upload.ACTIVE_STATUSES + Upload.WAITING_STATUSES)
 
 
 def upload_for_user(*, user, upload_id) -> Upload | None:
@@ -78,7 +92,7 @@ def upload_quality(*, upload: Upload) -> dict | None:
 
 def upload_summary(*, upload: Upload) -> dict:
     """The machine-readable state of an upload: `manage.py ingest --json`, status.json."""
-    return {
+    summary: dict = {
         "upload_id": str(upload.id),
         "file": upload.original_name,
         "status": upload.status,
@@ -95,6 +109,191 @@ def upload_summary(*, upload: Upload) -> dict:
             "lines": upload.created_lines,
         },
         "updated_lines": upload.updated_lines,
+        "changes": {
+            "created": upload.created_lines,
+            "updated": upload.updated_lines,
+            "unchanged": upload.unchanged_lines,
+            "kept": upload.kept_lines,
+        },
+        "on_existing": upload.on_existing,
+        "reverted": upload.reverted_at is not None,
         "error": upload.error_message or None,
         "quality": upload_quality(upload=upload),
+        "profile": upload.profile.name if upload.profile_id and upload.profile else None,
+        **(
+            {
+                "missing": (upload.mapping_plan or {}).get("missing", []),
+                "ambiguous": (upload.mapping_plan or {}).get("ambiguous", {}),
+            }
+            if upload.status == Upload.Status.NEEDS_MAPPING
+            else {}
+        ),
     }
+    if upload.status == Upload.Status.AWAITING_REVIEW:
+        summary["review"] = {
+            "changed": upload.review_summary.get("changed", 0),
+            "conflicts": upload.review_summary.get("conflicts", 0),
+            "new": upload.review_summary.get("new", 0),
+            "unchanged": upload.review_summary.get("unchanged", 0),
+            "pending": upload.review_summary.get("pending", 0),
+            "url": reverse("upload-review", args=[upload.pk]),
+        }
+    return summary
+
+
+# --- line history -------------------------------------------------------------------------
+# Lines are the organization's shared data: every signed-in user may read any line and its
+# history (README: who may change shared prices).
+
+
+def line_with_history(*, line_id) -> tuple[PurchaseOrderLine | None, list[dict]]:
+    """A line (None once a revert removed it) and its versions, oldest first: values, when,
+    kind, and the upload and user that wrote each. (None, []) for an id no line ever had."""
+    try:
+        line_id = int(line_id)
+    except (TypeError, ValueError):
+        return None, []
+    line = PurchaseOrderLine.objects.select_related("purchase_order__supplier", "material").filter(pk=line_id).first()
+    versions = list(
+        LineVersion.objects.filter(line_id=line_id).select_related("upload", "user").order_by("valid_from", "id")
+    )
+    materials = Material.objects.in_bulk({v.material_id for v in versions if v.material_id})
+    history = []
+    for version in versions:
+        material = materials.get(version.material_id) if version.material_id else None
+        history.append(
+            {
+                "version": version,
+                "kind": version.kind,
+                "valid_from": version.valid_from,
+                "valid_to": version.valid_to,
+                "quantity": version.quantity,
+                "unit_price": version.unit_price,
+                "total_price": version.total_price,
+                "currency": version.currency,
+                "order_date": version.order_date,
+                "material": str(material) if material else "",
+                "material_id": version.material_id,
+                "upload": version.upload,
+                "user": version.user.get_username() if version.user else "",
+            }
+        )
+    return line, history
+
+
+def lines_written_by(*, upload: Upload) -> QuerySet[LineVersion]:
+    """The versions an upload wrote, one per line it created or changed (lines are numbered in
+    the order they were first written)."""
+    po_number = PurchaseOrder.objects.filter(pk=OuterRef("purchase_order_id")).values("po_number")[:1]
+    return (
+        LineVersion.objects.filter(upload=upload)
+        .annotate(po_number=Subquery(po_number))
+        .order_by("line_id", "id")  # the (upload, line_id) index: a page of a 1M-line upload reads a page
+    )
+
+
+# --- review -------------------------------------------------------------------------------
+
+REVIEW_SORTS = {
+    "po": ("purchase_order_id", "line_number"),
+    "change": ("-abs_change", "purchase_order_id", "line_number"),
+    "-change": ("abs_change", "purchase_order_id", "line_number"),
+    "supplier": ("supplier_name", "purchase_order_id", "line_number"),
+}
+
+
+def proposed_changes(
+    *,
+    upload: Upload,
+    supplier_id: int | None = None,
+    direction: str | None = None,
+    min_percent: Decimal | None = None,
+    max_percent: Decimal | None = None,
+    sort: str = "po",
+) -> QuerySet[ProposedChange]:
+    """An awaiting upload's proposed changes, filtered (supplier, price up or down, size of
+    the price change in percent) and sorted; each with its PO number, supplier name and
+    both materials' names."""
+    changes = ProposedChange.objects.filter(upload=upload)
+    if supplier_id:
+        changes = changes.filter(supplier_id=supplier_id)
+    if direction == "up":
+        changes = changes.filter(new_unit_price__gt=F("old_unit_price"))
+    elif direction == "down":
+        changes = changes.filter(new_unit_price__lt=F("old_unit_price"))
+    changes = changes.annotate(abs_change=Abs("price_change_percent"))
+    if min_percent is not None:
+        changes = changes.filter(abs_change__gte=min_percent)
+    if max_percent is not None:
+        changes = changes.filter(abs_change__lte=max_percent)
+    return changes.annotate(
+        po_number=Subquery(PurchaseOrder.objects.filter(pk=OuterRef("purchase_order_id")).values("po_number")[:1]),
+        supplier_name=Subquery(Supplier.objects.filter(pk=OuterRef("supplier_id")).values("name")[:1]),
+        old_material=Subquery(Material.objects.filter(pk=OuterRef("old_material_id")).values("code")[:1]),
+        new_material=Subquery(Material.objects.filter(pk=OuterRef("new_material_id")).values("code")[:1]),
+    ).order_by(*REVIEW_SORTS.get(sort, REVIEW_SORTS["po"]))
+
+
+def review_suppliers(*, upload: Upload) -> list[tuple[int, str]]:
+    """The suppliers of an awaiting upload's proposed changes, for its filter."""
+    ids = ProposedChange.objects.filter(upload=upload).values("supplier_id").distinct()
+    return list(Supplier.objects.filter(pk__in=ids).order_by("name").values_list("id", "name"))
+
+
+def review_counts(*, upload: Upload) -> dict:
+    return ProposedChange.objects.filter(upload=upload).aggregate(
+        changed=Count("id"),
+        taken=Count("id", filter=Q(decision="take")),
+        kept=Count("id", filter=Q(decision="keep")),
+        pending=Count("id", filter=Q(decision="")),
+    )
+
+
+def field_changes(change: ProposedChange) -> list[dict]:
+    """A proposed change as old -> new per field that differs, with the change in percent
+    for prices and quantities."""
+    fields = []
+    for field in ("quantity", "unit_price", "total_price", "currency", "material"):
+        if field == "material":
+            old, new = getattr(change, "old_material", None), getattr(change, "new_material", None)
+            if change.old_material_id == change.new_material_id:
+                continue
+        else:
+            old, new = getattr(change, f"old_{field}"), getattr(change, f"new_{field}")
+            if old == new:
+                continue
+        percent = None
+        if field == "unit_price":
+            percent = change.price_change_percent
+        elif field == "quantity":
+            percent = change.quantity_change_percent
+        elif field == "total_price" and old and new is not None:
+            percent = round((new - old) * 100 / abs(old), 2)
+        fields.append({"field": field, "old": old, "new": new, "change_percent": percent})
+    return fields
+
+
+def mapping_of(*, upload: Upload) -> dict:
+    """GET /uploads/<id>/mapping.json: what the worker made of the file's columns."""
+    plan = upload.mapping_plan or {}
+    return {
+        "headers": plan.get("headers", []),
+        "samples": plan.get("samples", {}),
+        "suggestions": plan.get("suggestions", {}),
+        "missing": plan.get("missing", []),
+        "ambiguous": plan.get("ambiguous", {}),
+        "unused": plan.get("unused", {}),
+        "profile": upload.profile.name if upload.profile_id and upload.profile else None,
+    }
+
+
+def mapping_profiles() -> QuerySet[MappingProfile]:
+    """Profiles are shared by every user of the installation."""
+    return MappingProfile.objects.select_related("created_by").order_by("name")
+
+
+def mapping_profile(*, profile_id) -> MappingProfile | None:
+    try:
+        return mapping_profiles().get(pk=profile_id)
+    except (MappingProfile.DoesNotExist, ValueError, TypeError):
+        return None

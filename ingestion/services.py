@@ -8,6 +8,8 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -16,12 +18,13 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.db import transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from .cancel_flags import clear_cancel_flag, set_cancel_flag
 from .columns import validate_explicit_mapping
 from .filenames import display_name, stored_name
-from .models import RowIssue, Upload
+from .models import ProposedChange, RowIssue, Upload
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ def create_upload(
     mapping: dict | None = None,
     day_first: bool | None = None,
     strict: bool = False,
+    on_existing: str = Upload.OnExisting.UPDATE,
+    profile=None,
     enqueue: bool = True,
 ) -> Upload:
     """Store a file and queue it. `file` is a Django UploadedFile or any binary file object.
@@ -90,14 +95,20 @@ def create_upload(
         digest.update(chunk)
     file.seek(0)
 
+    sha256 = digest.hexdigest()
     upload = Upload(
         owner=owner,
         original_name=name,
         size=size,
-        sha256=digest.hexdigest(),
+        sha256=sha256,
+        same_file_as=Upload.objects.filter(sha256=sha256, status=Upload.Status.COMPLETED, reverted_at__isnull=True)
+        .order_by("-finished_at")
+        .first(),
         explicit_header_to_field=clean_mapping,
         day_first=settings.INGEST_DAY_FIRST if day_first is None else day_first,
         strict=strict,
+        on_existing=on_existing,
+        profile=profile,
         seq=now_seq(),
     )
     with transaction.atomic():
@@ -157,7 +168,15 @@ def cancel_upload(*, upload: Upload, by) -> Upload:
     if upload.owner_id != getattr(by, "pk", None):
         raise PermissionDenied("Not your upload.")
     now = timezone.now()
-    if Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(
+    if Upload.objects.filter(pk=upload.pk, status=Upload.Status.AWAITING_REVIEW).update(
+        status=Upload.Status.CANCELLED,
+        finished_at=now,
+        seq=now_seq(),
+        review_summary={},
+        error_message="Cancelled at its review; no lines were written.",
+    ):
+        ProposedChange.objects.filter(upload=upload).delete()
+    elif Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(
         status=Upload.Status.CANCELLED, finished_at=now, seq=now_seq(), error_message="Cancelled before it started."
     ):
         if upload.task_id:
@@ -170,6 +189,10 @@ def cancel_upload(*, upload: Upload, by) -> Upload:
         status=Upload.Status.CANCELLING, seq=now_seq()
     ):
         set_cancel_flag(upload_id=upload.pk)
+    else:  # waiting for its mapping: dropped, nothing was written
+        Upload.objects.filter(pk=upload.pk, status=Upload.Status.NEEDS_MAPPING).update(
+            status=Upload.Status.CANCELLED, finished_at=now, seq=now_seq(), error_message="Dropped; nothing was loaded."
+        )
     upload.refresh_from_db()
     publish_state(upload)
     return upload
@@ -196,6 +219,21 @@ def retry_upload(*, upload: Upload, by) -> Upload:
         task_id="",
         crashed_runs=0,  # the user asked again: a file that stopped its workers gets new tries
     )
+    # A file that failed on its rows (too many rejected, or strict) opens the mapping form
+    # with the choices it failed with, rather than failing the same way again. One whose
+    # worker kept dying, or that failed before its rows were read, is simply queued.
+    reopen = (
+        upload.status == Upload.Status.FAILED
+        and bool((upload.mapping_plan or {}).get("headers"))
+        and upload.rejected_rows > 0
+        and upload.crashed_runs == 0
+    )
+    if reopen:
+        fields.update(
+            status=Upload.Status.NEEDS_MAPPING,
+            error_message=f"It failed: {upload.error_message} Check the columns and options below, then load it again.",
+            explicit_header_to_field=_previous_choice(upload),
+        )
     # Conditional, so that two retries at once queue it once.
     retryable = Upload.objects.filter(pk=upload.pk, status__in=Upload.RETRYABLE_STATUSES)  # Upload.can_retry
     if not retryable.update(**fields):
@@ -205,8 +243,215 @@ def retry_upload(*, upload: Upload, by) -> Upload:
     RowIssue.objects.filter(upload=upload).delete()
     upload.refresh_from_db()
     publish_state(upload)
+    if not reopen:
+        enqueue_upload(upload=upload)
+    return upload
+
+
+def _previous_choice(upload: Upload) -> dict[str, str]:
+    """{header: field or ''} as the failed attempt loaded it."""
+    plan = upload.mapping_plan or {}
+    used = {h: f for f, h in (plan.get("chosen") or {}).items()}
+    return {h: used.get(h, "") for h in plan.get("headers", [])}
+
+
+# --- the mapping step ---------------------------------------------------------------------
+
+
+class MappingRejected(ValueError):
+    """A mapping that still cannot load the file; the message says what is lacking."""
+
+
+def apply_mapping(
+    *,
+    upload: Upload,
+    by,
+    mapping: object,
+    day_first: bool | None = None,
+    decimal_comma: bool = False,
+    currency: str = "",
+    constants: dict | None = None,
+    save_profile: str = "",
+) -> Upload:
+    """Continue an upload waiting for its mapping with the owner's choice: the same upload,
+    the same stored file, queued again. Raises MappingRejected (nothing changes) when the
+    choice still lacks a required field or names a column twice."""
+    from . import profiles
+    from .suggestions import CONSTANT_FIELDS, suggest
+
+    if upload.owner_id != getattr(by, "pk", None):
+        raise PermissionDenied("Not your upload.")
+    if upload.status != Upload.Status.NEEDS_MAPPING:
+        raise MappingRejected(f"This upload is {upload.get_status_display().lower()}, not waiting for its mapping.")
+    try:
+        clean = validate_explicit_mapping(mapping)
+    except ValueError as exc:
+        raise MappingRejected(str(exc)) from exc
+    currency = (currency or "").strip().upper()
+    if currency and not (len(currency) == 3 and currency.isalpha()):
+        raise MappingRejected(f"The default currency must be a three-letter code such as USD, not {currency!r}.")
+    fixed = {}
+    for field, value in (constants or {}).items():
+        if field not in CONSTANT_FIELDS:
+            raise MappingRejected(f"Only {', '.join(CONSTANT_FIELDS)} can be given one value for every row.")
+        if str(value).strip():
+            fixed[field] = str(value).strip()
+    if "currency" in fixed:
+        currency = currency or fixed.pop("currency").upper()
+    plan = upload.mapping_plan or {}
+    headers = plan.get("headers") or list(clean)
+    full = {h: clean.get(h, "") for h in headers}  # a column not chosen is ignored
+    unknown = [h for h in clean if h not in headers]
+    if unknown:
+        raise MappingRejected(f"The file has no column {unknown[0]!r}.")
+    checked = suggest(headers, None, explicit=full, constants=fixed)
+    if not checked.ready:
+        raise MappingRejected(checked.message().replace(" Choose the columns below.", ""))
+    fields = attempt_counters()
+    fields.update(
+        status=Upload.Status.QUEUED,
+        explicit_header_to_field=full,
+        decimal_comma=bool(decimal_comma),
+        currency=currency,
+        constants=fixed,
+        profile=None,
+        profile_note="",
+        seq=now_seq(),
+        heartbeat_at=None,
+        started_at=None,
+        finished_at=None,
+        task_id="",
+    )
+    if day_first is not None:
+        fields["day_first"] = day_first
+    with transaction.atomic():
+        if not Upload.objects.filter(pk=upload.pk, status=Upload.Status.NEEDS_MAPPING).update(**fields):
+            upload.refresh_from_db()
+            raise MappingRejected(f"This upload is {upload.get_status_display().lower()}, not waiting for its mapping.")
+        upload.refresh_from_db()
+        if save_profile.strip():
+            try:
+                profile = profiles.save_profile(name=save_profile, upload=upload, mapping=full, by=by)
+            except profiles.ProfileRejected as exc:
+                raise MappingRejected(str(exc)) from exc
+            Upload.objects.filter(pk=upload.pk).update(profile=profile)
+            upload.profile = profile
+    publish_state(upload)
+    transaction.on_commit(lambda: enqueue_upload(upload=upload))
+    return upload
+
+
+# --- review ---------------------------------------------------------------------------------
+
+
+class ReviewRefused(ValueError):
+    """A review action that does not fit the upload's state; the message says why."""
+
+
+DECISIONS = ("all", "keep", "newer", "within")
+
+
+def apply_review(
+    *,
+    upload: Upload,
+    by,
+    decision: str | None = None,
+    percent: Decimal | None = None,
+    take: Iterable[int] = (),
+    keep: Iterable[int] = (),
+) -> dict:
+    """Decide an awaiting upload's proposed changes in set-based steps: a rule for all of
+    them (`all` take incoming, `keep` keep existing, `newer` take where the incoming order
+    date is later, `within` take where the unit price moved by at most `percent` %), then
+    the `take` and `keep` line ids, which override it. Every open page is told."""
+    if upload.owner_id != getattr(by, "pk", None):
+        raise PermissionDenied("Not your upload.")
+    if upload.status != Upload.Status.AWAITING_REVIEW:
+        raise ReviewRefused(f"Only an upload awaiting review can be decided; this one is {upload.status}.")
+    changes = ProposedChange.objects.filter(upload=upload)
+    TAKE, KEEP = ProposedChange.Decision.TAKE, ProposedChange.Decision.KEEP
+    with transaction.atomic():
+        if decision == "all":
+            changes.update(decision=TAKE)
+        elif decision == "keep":
+            changes.update(decision=KEEP)
+        elif decision == "newer":
+            later = Q(
+                new_order_date__isnull=False, old_order_date__isnull=False, new_order_date__gt=F("old_order_date")
+            )
+            changes.filter(later).update(decision=TAKE)
+            changes.exclude(later).update(decision=KEEP)
+        elif decision == "within":
+            if percent is None or percent < 0:
+                raise ReviewRefused("The rule 'within' needs a percent of 0 or more.")
+            near = Q(price_change_percent__gte=-percent, price_change_percent__lte=percent)
+            changes.filter(near).update(decision=TAKE)
+            changes.exclude(near).update(decision=KEEP)
+        elif decision:
+            raise ReviewRefused(f"Unknown decision {decision!r}; use one of {', '.join(DECISIONS)}.")
+        take, keep = list(take), list(keep)
+        if take:
+            changes.filter(line_id__in=take).update(decision=TAKE)
+        if keep:
+            changes.filter(line_id__in=keep).update(decision=KEEP)
+        counts = changes.aggregate(
+            changed=Count("id"),
+            taken=Count("id", filter=Q(decision=TAKE)),
+            kept=Count("id", filter=Q(decision=KEEP)),
+            pending=Count("id", filter=Q(decision="")),
+        )
+        summary = {**upload.review_summary, "pending": counts["pending"]}
+        Upload.objects.filter(pk=upload.pk).update(review_summary=summary, seq=now_seq())
+    upload.refresh_from_db()
+    publish_state(upload)
+    return counts
+
+
+def load_reviewed(*, upload: Upload, by) -> Upload:
+    """Load an upload whose every proposed change is decided: the same upload runs again,
+    with progress on its card. Its pass diffs the file afresh, so a line another upload
+    changed since the review is asked again instead of overwritten."""
+    if upload.owner_id != getattr(by, "pk", None):
+        raise PermissionDenied("Not your upload.")
+    pending = ProposedChange.objects.filter(upload=upload, decision="").count()
+    if upload.status == Upload.Status.AWAITING_REVIEW and pending:
+        raise ReviewRefused(f"{pending} changed lines have no decision yet; take or keep them first.")
+    fields = attempt_counters()
+    fields.update(status=Upload.Status.QUEUED, seq=now_seq(), heartbeat_at=None, started_at=None, finished_at=None)
+    if not Upload.objects.filter(pk=upload.pk, status=Upload.Status.AWAITING_REVIEW).update(**fields):
+        upload.refresh_from_db()
+        raise ReviewRefused(f"Only an upload awaiting review can be loaded; this one is {upload.status}.")
+    upload.refresh_from_db()
+    publish_state(upload)
     enqueue_upload(upload=upload)
     return upload
+
+
+# --- undo -----------------------------------------------------------------------------------
+
+
+class RevertRefused(ValueError):
+    """A revert of an upload that is not completed, or reverted already."""
+
+
+def revert_upload(*, upload: Upload, by) -> tuple[int, int]:
+    """Take an upload back (`revert`): its changed lines get their replaced values, its new
+    lines go, in one transaction recorded as versions. Returns (restored, removed); raises
+    revert.RevertBlocked (nothing reverted) if later uploads changed some of its lines."""
+    from . import revert
+
+    if upload.owner_id != getattr(by, "pk", None):
+        raise PermissionDenied("Not your upload.")
+    if upload.status != Upload.Status.COMPLETED:
+        raise RevertRefused(f"Only a completed upload can be reverted; this one is {upload.status}.")
+    if upload.reverted_at:
+        raise RevertRefused(f"This upload was reverted already, at {upload.reverted_at:%Y-%m-%d %H:%M}.")
+    restored, removed = revert.revert_lines(upload=upload, user_id=by.pk)
+    upload.refresh_from_db()
+    upload.seq = now_seq()
+    Upload.objects.filter(pk=upload.pk).update(seq=upload.seq)
+    publish_state(upload, final=True)
+    return restored, removed
 
 
 def attempt_counters() -> dict:
@@ -223,6 +468,9 @@ def attempt_counters() -> dict:
         warning_count=0,
         created_lines=0,
         updated_lines=0,
+        unchanged_lines=0,
+        kept_lines=0,
+        review_summary={},
         error_message="",
         resolved_field_to_header={},
     )
@@ -239,3 +487,8 @@ def publish_state(upload: Upload, *, final: bool = False) -> None:
         raise  # the task's time is up: that must reach the runner, not be logged away
     except Exception:  # noqa: BLE001 - a lost event must never fail a load
         log.warning("Could not publish the state of upload %s", upload.pk, exc_info=True)
+
+
+def use_profile(*, upload: Upload, profile) -> None:
+    """Record that `upload` is described by `profile` (saved from its detail page)."""
+    Upload.objects.filter(pk=upload.pk).update(profile=profile, seq=now_seq())

@@ -98,11 +98,18 @@ def validate_batch(
     columns: dict[str, str],
     day_first: bool,
     default_currency: str,
+    decimal_comma: bool = False,
 ) -> ValidatedBatch:
     """`raw` has the file's headers as columns and spreadsheet row numbers as its index;
-    `columns` maps canonical field -> file header."""
+    `columns` maps canonical field -> file header. With `decimal_comma`, amounts are written
+    '1.234,56' (the dots group thousands, the comma marks the decimals)."""
     headers = list(dict.fromkeys(columns.values()))
     mapped = raw[headers].fillna("")
+    if decimal_comma:
+        numeric = {columns[f] for f in ("quantity", "unit_price", "total_price") if f in columns}
+        mapped = mapped.assign(
+            **{h: mapped[h].str.replace(".", "", regex=False).str.replace(",", ".", regex=False) for h in numeric}
+        )
     # A row with nothing in any mapped column is padding (Excel exports end in blank rows).
     # Column by column, stopping once every row has shown a value: usually after the first.
     blank = np.ones(len(mapped), dtype=bool)

@@ -20,12 +20,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import rejected, runner, selectors, services
+from . import previews, profiles, rejected, runner, selectors, services
 from .cards import render_card, render_cards
 from .models import RowIssue, Upload
 
 UPLOADS_PER_PAGE = 25
 ISSUES_PER_PAGE = 50
+LINES_PER_PAGE = 50
 MAX_CARD_IDS = 100
 # A formula start (after optional spaces) at the start of the cell or after a separator.
 FORMULA_START = re.compile(r"(^|[,;\t|\r\n])( *)(?=[=+\-@])")
@@ -111,6 +112,7 @@ def dashboard(request):
             "cards": render_cards(page.object_list),
             "max_bytes": settings.UPLOAD_MAX_BYTES,
             "extensions": ",".join(services.ALLOWED_EXTENSIONS),
+            "on_existing_choices": Upload.OnExisting.choices,
         },
     )
 
@@ -149,6 +151,9 @@ def upload_detail(request, upload_id):
                     if value is not None
                 }
             ),
+            "written_lines": Paginator(selectors.lines_written_by(upload=upload), LINES_PER_PAGE).get_page(
+                request.GET.get("lines_page")
+            ),
             "issue_counts": {
                 "all": selectors.row_issues(upload=upload).count(),
                 "error": selectors.row_issues(upload=upload, severity=RowIssue.Severity.ERROR).count(),
@@ -178,6 +183,13 @@ def upload_create(request):
                 request, f"The column mapping is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
             )
 
+    # The web asks before changing existing lines unless told otherwise.
+    on_existing = request.POST.get("on_existing") or Upload.OnExisting.REVIEW
+    if on_existing not in Upload.OnExisting.values:
+        return refuse(
+            request, f"on_existing must be one of {', '.join(Upload.OnExisting.values)}, not {on_existing!r}."
+        )
+
     # Check every file before storing any, so a batch is taken whole or not at all.
     for file in files:
         try:
@@ -197,6 +209,7 @@ def upload_create(request):
                         mapping=mapping,
                         day_first=form_flag(request, "day_first"),
                         strict=bool(form_flag(request, "strict")),
+                        on_existing=on_existing,
                     )
                 )
     except BaseException as exc:
@@ -231,6 +244,91 @@ def upload_retry(request, upload_id):
     except services.RetryRefused as exc:
         return refuse(request, str(exc), status=409)
     return upload_response(request, upload)
+
+
+# --- the mapping step ----------------------------------------------------------------------
+
+
+def mapping_choice(request) -> dict:
+    """The mapping form's fields, or a script's: `mapping` as JSON, or one `col-<n>` select
+    per column of the stored plan (n = its position); constants as `const_<field>`."""
+    raw = request.POST.get("mapping", "").strip()
+    if raw:
+        try:
+            mapping = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise services.MappingRejected(f"The mapping is not valid JSON: {exc.msg}.") from exc
+    else:
+        mapping = None
+    return {
+        "mapping": mapping,
+        "day_first": form_flag(request, "day_first"),
+        "decimal_comma": bool(form_flag(request, "decimal_comma")),
+        "currency": request.POST.get("currency", ""),
+        "constants": {
+            name: request.POST.get(f"const_{name}", "")
+            for name in ("quantity", "po_number")
+            if request.POST.get(f"const_{name}", "").strip()
+        },
+    }
+
+
+def wanted_profile_name(request) -> str:
+    """`save_profile` (a name) from a script; on the form only with its checkbox ticked."""
+    if "profile_form" in request.POST and not request.POST.get("remember"):
+        return ""
+    return request.POST.get("save_profile", "")
+
+
+def form_mapping(data, headers: list[str]) -> dict[str, str]:
+    return {h: data.get(f"col-{i}", "") for i, h in enumerate(headers)}
+
+
+@login_required
+@require_GET
+def upload_mapping_json(request, upload_id):
+    upload = get_upload_or_404(request, upload_id)
+    return JsonResponse(selectors.mapping_of(upload=upload))
+
+
+@login_required
+@require_POST
+def upload_mapping(request, upload_id):
+    upload = get_upload_or_404(request, upload_id)
+    try:
+        choice = mapping_choice(request)
+        if choice["mapping"] is None:
+            choice["mapping"] = form_mapping(request.POST, (upload.mapping_plan or {}).get("headers", []))
+        upload = services.apply_mapping(
+            upload=upload,
+            by=request.user,
+            save_profile=wanted_profile_name(request),
+            **choice,
+        )
+    except services.MappingRejected as exc:
+        return refuse(request, str(exc))
+    if request.htmx:
+        return HttpResponse(render_cards([upload]), status=202)
+    if wants_json(request):
+        return JsonResponse(upload_ref(upload), status=202)
+    return redirect("upload-detail", upload_id=upload.pk)
+
+
+@login_required
+@require_GET
+def upload_mapping_preview(request, upload_id):
+    """The first rows as they would be stored under the choice in the query (the form's
+    fields): a fragment the form swaps in whenever a choice changes."""
+    upload = get_upload_or_404(request, upload_id)
+    preview = previews.preview(
+        plan=upload.mapping_plan or {},
+        mapping=form_mapping(request.GET, (upload.mapping_plan or {}).get("headers", [])),
+        day_first=request.GET.get("day_first") in ("1", "on", "true"),
+        decimal_comma=request.GET.get("decimal_comma") in ("1", "on", "true"),
+        currency=request.GET.get("currency", "").strip().upper(),
+        constants={n: request.GET.get(f"const_{n}", "") for n in ("quantity", "po_number")},
+    )
+    return render(request, "ingestion/_mapping_preview.html", {"preview": preview})
 
 
 # --- machine-readable state ---------------------------------------------------------------
@@ -352,3 +450,54 @@ def upload_cards(request):
             uploads.setdefault(upload.pk, upload)
     ordered = sorted(uploads.values(), key=lambda upload: upload.created_at, reverse=True)
     return HttpResponse(render_cards(ordered))
+
+
+# --- mapping profiles (shared by every user) ------------------------------------------------
+
+
+@login_required
+@require_GET
+def profile_list(request):
+    return render(request, "ingestion/profiles.html", {"profiles": selectors.mapping_profiles()})
+
+
+def get_profile_or_404(profile_id):
+    profile = selectors.mapping_profile(profile_id=profile_id)
+    if profile is None:
+        raise Http404("No such profile.")
+    return profile
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile_edit(request, profile_id):
+    """Rename, or (POST with `delete`) delete; GET shows the profile and its mapping."""
+    profile = get_profile_or_404(profile_id)
+    if request.method == "POST":
+        if request.POST.get("delete"):
+            profiles.delete_profile(profile=profile)
+            return redirect("profile-list")
+        try:
+            profiles.rename_profile(profile=profile, name=request.POST.get("name", ""))
+        except profiles.ProfileRejected as exc:
+            return refuse(request, str(exc))
+        return redirect("profile-edit", profile_id=profile.pk)
+    return render(request, "ingestion/profile.html", {"profile": profile})
+
+
+@login_required
+@require_POST
+def upload_save_profile(request, upload_id):
+    """Save a completed upload's mapping as a profile, from its detail page."""
+    upload = get_upload_or_404(request, upload_id)
+    chosen = (upload.mapping_plan or {}).get("chosen") or {}
+    used = {h: f for f, h in chosen.items()}
+    mapping = {h: used.get(h, "") for h in (upload.mapping_plan or {}).get("headers", [])}
+    try:
+        profile = profiles.save_profile(
+            name=request.POST.get("name", ""), upload=upload, mapping=mapping, by=request.user
+        )
+    except profiles.ProfileRejected as exc:
+        return refuse(request, str(exc))
+    services.use_profile(upload=upload, profile=profile)
+    return redirect("profile-edit", profile_id=profile.pk)

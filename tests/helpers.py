@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -85,11 +86,11 @@ def card_locator(page, upload_id=None, *, name=None):
 
 
 def wait_for_upload(upload, *, timeout: float = 120, statuses=None):
-    """Wait until an upload reaches a finished state (or one of `statuses`); return it fresh.
-    A time-out here is a hang, not a speed check."""
+    """Wait until an upload reaches a finished state or waits for its owner (or one of
+    `statuses`); return it fresh. A time-out here is a hang, not a speed check."""
     from ingestion.models import Upload
 
-    statuses = set(statuses or Upload.FINISHED_STATUSES)
+    statuses = set(statuses or Upload.FINISHED_STATUSES + Upload.WAITING_STATUSES)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         upload.refresh_from_db()
@@ -258,3 +259,27 @@ def create_lines(rows: list[dict], *, upload=None) -> None:
             for row in rows
         ]
     )
+
+
+def write_changed_orders(
+    path: Path, rows: int, *, prices: dict[int, str], dates: dict[int, str] | None = None, **options
+) -> Path:
+    """`write_orders`' file with the unit price of the rows in `prices` (index: new price)
+    changed, and their total with it, so the change is the price alone; and the PO date of
+    the rows in `dates`."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for i, row in enumerate(order_rows(rows, **options)):
+            if i in prices:
+                row[8] = prices[i]
+                row[9] = str(Decimal(row[7]) * Decimal(prices[i]))
+            if dates and i in dates:
+                row[6] = dates[i]
+            writer.writerow(row)
+    return path
+
+
+def order_price(index: int) -> Decimal:
+    """The unit price `order_rows` gives row `index` (price_factor 1)."""
+    return Decimal(f"{index % 13 + 1}.25")

@@ -9,7 +9,7 @@
 
   var Intake = (window.Intake = window.Intake || {});
 
-  Intake.FINAL = ["completed", "failed", "cancelled"];
+  Intake.FINAL = ["completed", "failed", "cancelled", "awaiting_review"];
 
   Intake.isFinal = function (card) {
     return Intake.FINAL.indexOf(card.getAttribute("data-status")) >= 0;

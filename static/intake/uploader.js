@@ -99,6 +99,7 @@
       if (mapping) options.mapping = mapping;
       if (form.elements.day_first.checked) options.day_first = "1";
       if (form.elements.strict.checked) options.strict = "1";
+      if (form.elements.on_existing) options.on_existing = form.elements.on_existing.value;
       files.forEach(function (file) {
         var reason = checkFile(file);
         if (reason) problem(reason);

@@ -105,17 +105,52 @@ def test_loading_the_same_file_twice_creates_nothing_new(user, tmp_path):
 
 
 @pytest.mark.usefixtures("live_worker")
-def test_a_file_with_missing_columns_fails_and_the_command_exits_non_zero(user, tmp_path):
+def test_a_file_with_missing_columns_waits_for_its_mapping_and_the_command_exits_non_zero(user, tmp_path):
     path = tmp_path / "payments.csv"
     path.write_text("Supplier Name,Amount,Date\nACME,12.50,2024-01-02\n", encoding="utf-8")
     out = io.StringIO()
     with pytest.raises(CommandError) as failure:
         call_command("ingest", str(path), "--user", "alice", "--json", stdout=out, stderr=io.StringIO())
     assert failure.value.returncode == 1
-    assert "did not complete" in str(failure.value) and "payments.csv: failed" in str(failure.value)
+    assert "did not complete" in str(failure.value) and "payments.csv: needs_mapping" in str(failure.value)
     [summary] = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert summary["status"] == "failed"
-    assert "Required columns are missing" in summary["error"] and "po_number" in summary["error"]
+    assert summary["status"] == "needs_mapping"
+    assert summary["missing"] == ["material_code or material_description", "po_number", "quantity"]
+    assert summary["ambiguous"] == {}
+    assert summary["profile"] is None
+    assert "the file has no PO number column" in summary["error"]
+
+
+@pytest.mark.usefixtures("live_worker")
+def test_ingest_with_a_named_profile_uses_its_columns(user, tmp_path):
+    from ingestion.models import MappingProfile
+
+    path = tmp_path / "de.csv"
+    path.write_text("Lieferant,Artikel,Bestellung,Menge,Preis\nAcme,Bolt,B-1,10,0.25\n", encoding="utf-8")
+    MappingProfile.objects.create(
+        name="Lieferanten",
+        signature="not-this-file",
+        headers=["other"],
+        mapping={
+            "lieferant": "supplier_name",
+            "artikel": "material_description",
+            "bestellung": "po_number",
+            "menge": "quantity",
+            "preis": "unit_price",
+        },
+        currency="EUR",
+    )
+    out = io.StringIO()
+    call_command(
+        "ingest", str(path), "--user", "alice", "--profile", "Lieferanten", "--json", stdout=out, stderr=io.StringIO()
+    )
+    [summary] = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert (summary["status"], summary["imported_rows"], summary["profile"]) == ("completed", 1, "Lieferanten")
+    assert PurchaseOrderLine.objects.get().currency == "EUR"
+    with pytest.raises(CommandError, match="No mapping profile named 'Nope'"):
+        call_command(
+            "ingest", str(path), "--user", "alice", "--profile", "Nope", stdout=io.StringIO(), stderr=io.StringIO()
+        )
 
 
 @pytest.mark.usefixtures("live_worker")
@@ -206,11 +241,11 @@ def test_exit_codes_of_the_real_command(user, tmp_path, service_env):
     assert "good.csv: done, 200 rows" in err
 
     bad = tmp_path / "bad.csv"
-    bad.write_text("Vendor,Total\nACME,1\n", encoding="utf-8")
+    bad.write_text("Vendor,SKU,PO,Qty,Price\n", encoding="utf-8")
     process = manage(service_env, str(bad), "--user", "alice")
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1
-    assert "failed" in out and "CommandError" in err and "Required columns are missing" in err
+    assert "failed" in out and "CommandError" in err and "no data rows" in err
 
 
 @pytest.mark.usefixtures("live_worker")

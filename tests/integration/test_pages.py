@@ -78,14 +78,14 @@ def test_render_cards_keeps_the_order_given(user):
 
 # --- the detail page's issues section -----------------------------------------------------
 
-MISSING_COLUMNS_CSV = "Vendor,Comment\nAcme,first\nGlobex,second\n"
+NO_ROWS_CSV = "Vendor,SKU,PO,Qty,Price\n"
 
 
 def test_a_failed_uploads_detail_page_says_why(client, user, live_worker):
     client.force_login(user)
     response = client.post(
         reverse("upload-create"),
-        {"files": SimpleUploadedFile("no-prices.csv", MISSING_COLUMNS_CSV.encode(), content_type="text/csv")},
+        {"files": SimpleUploadedFile("no-rows.csv", NO_ROWS_CSV.encode(), content_type="text/csv")},
         HTTP_ACCEPT="application/json",
     )
     upload = wait_for_upload(Upload.objects.get(pk=response.json()["uploads"][0]["id"]))
@@ -187,6 +187,7 @@ def test_no_page_carries_inline_script_style_or_handlers(alice, user):
         "/static/intake/cards.js",
         "/static/intake/live.js",
         "/static/intake/uploader.js",
+        "/static/intake/mapping.js",
     ]
     dashboard = alice.get(reverse("dashboard")).content.decode()
     assert (

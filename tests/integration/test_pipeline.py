@@ -72,14 +72,30 @@ def test_real_scms_file_loads_every_row_and_reports_bad_dates_as_warnings(user):
     assert loaded_total == file_total
 
 
-@pytest.mark.parametrize("name", ["April_2015_published.csv", "expenditure-over-500-oct-dec-2017.csv"])
-def test_uk_payment_files_fail_naming_what_is_missing(user, name):
-    upload = wait_for_upload(upload_path(user, real_file(name)))
-    assert upload.status == Upload.Status.FAILED
-    assert "Required columns are missing" in upload.error_message
-    assert "quantity" in upload.error_message and "po_number" in upload.error_message
-    assert "Columns found:" in upload.error_message
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [
+        ("April_2015_published.csv", ["po_number", "quantity"]),
+        ("expenditure-over-500-oct-dec-2017.csv", ["material_code or material_description", "po_number", "quantity"]),
+    ],
+)
+def test_uk_payment_files_stop_for_their_mapping_naming_what_is_missing(user, name, missing):
+    upload = wait_for_upload(upload_path(user, real_file(name)), statuses=[Upload.Status.NEEDS_MAPPING])
+    words = {
+        "po_number": "PO number",
+        "quantity": "quantity",
+        "material_code or material_description": "material code or material description",
+    }
+    expected = "; ".join(f"the file has no {words[m]} column" for m in missing)
+    assert upload.error_message == "T" + expected[1:] + ". Choose the columns below."
+    assert upload.mapping_plan["missing"] == missing
+    assert upload.mapping_plan["headers"][0] in ("Department", "Client")
     assert PurchaseOrderLine.objects.count() == 0
+    assert RowIssue.objects.filter(upload=upload).count() == 0
+    # Dropped with one click: nothing was ever written.
+    upload = services.cancel_upload(upload=upload, by=user)
+    assert upload.status == Upload.Status.CANCELLED
+    assert upload.error_message == "Dropped; nothing was loaded."
 
 
 def test_real_scms_file_without_mapping_uses_synonyms(user):
@@ -324,13 +340,18 @@ def test_retry_of_a_failed_upload_runs_it_again(user, tmp_path):
     assert upload.attempts == 1
     first_error = upload.error_message
     upload = services.retry_upload(upload=upload, by=user)
-    # What retry_upload returns is the state it wrote: queued again, from a clean slate.
-    assert (upload.status, upload.processed_rows, upload.rejected_rows, upload.error_message) == (
-        Upload.Status.QUEUED,
-        0,
-        0,
-        "",
-    )
+    # Retry opens the mapping form with the choice it failed with, from a clean slate.
+    assert (upload.status, upload.processed_rows, upload.rejected_rows) == (Upload.Status.NEEDS_MAPPING, 0, 0)
+    assert upload.error_message == f"It failed: {first_error} Check the columns and options below, then load it again."
+    assert upload.explicit_header_to_field == {
+        "Vendor": "supplier_name",
+        "SKU": "material_code",
+        "PO": "po_number",
+        "Qty": "quantity",
+        "Price": "unit_price",
+    }
+    upload = services.apply_mapping(upload=upload, by=user, mapping=upload.explicit_header_to_field)
+    assert (upload.status, upload.error_message) == (Upload.Status.QUEUED, "")
     upload = wait_for_upload(upload)
     assert (upload.status, upload.attempts) == (Upload.Status.FAILED, 2)
     assert upload.error_message == first_error

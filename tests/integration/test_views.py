@@ -261,8 +261,12 @@ def test_status_json_shape(alice, user):
         "warnings": 7,
         "created": {"suppliers": 2, "materials": 5, "purchase_orders": 11, "lines": 0},
         "updated_lines": 0,
+        "changes": {"created": 0, "updated": 0, "unchanged": 0, "kept": 0},
+        "on_existing": "update",
+        "reverted": False,
         "error": None,
         "quality": None,  # scored when the load completes
+        "profile": None,
         "seq": 4242,
     }
 

@@ -1,5 +1,5 @@
 """`python manage.py ingest FILE [FILE ...] --user NAME [--mapping JSON] [--day-first]
-[--strict] [--no-wait] [--json]`
+[--strict] [--on-existing review|update|keep] [--no-wait] [--json]`
 
 Creates uploads exactly as the web does (the same service: stored file, SHA-256, queued to
 the Celery worker on commit), then follows them to the end by reading their Upload rows,
@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ingestion import selectors, services
 from ingestion.columns import validate_explicit_mapping
-from ingestion.models import Upload
+from ingestion.models import MappingProfile, Upload
 
 POLL_SECONDS = 0.2
 CANCEL_WAIT_SECONDS = 10
@@ -31,17 +31,40 @@ class Command(BaseCommand):
         parser.add_argument("files", nargs="+", metavar="FILE")
         parser.add_argument("--user", required=True, help="username that owns the uploads")
         parser.add_argument("--mapping", help='explicit column mapping as JSON, e.g. \'{"Vendor": "supplier_name"}\'')
+        parser.add_argument("--profile", help="a mapping profile's name: its columns and options, whatever the headers")
         parser.add_argument("--day-first", action="store_true", help="read 11/09/2014 as 11 September")
         parser.add_argument("--strict", action="store_true", help="fail the whole upload if any row is rejected")
+        parser.add_argument(
+            "--on-existing",
+            choices=list(Upload.OnExisting.values),
+            default=Upload.OnExisting.UPDATE,
+            help="lines that exist with other values: review (stop and ask), update (take the file's, the "
+            "default) or keep (keep the existing ones; load only new lines)",
+        )
         parser.add_argument("--no-wait", action="store_true", help="return once the uploads are queued")
         parser.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object per file")
         parser.add_argument("--timeout", type=float, default=None, help="give up following after this many seconds")
 
-    def handle(self, *args, files, user, mapping, day_first, strict, no_wait, as_json: bool, timeout, **options):
+    def handle(
+        self,
+        *args,
+        files,
+        user,
+        mapping,
+        profile,
+        day_first,
+        strict,
+        on_existing,
+        no_wait,
+        as_json: bool,
+        timeout,
+        **options,
+    ):
         self.stderr.style_func = None  # progress and notes, not errors: no red on a terminal
         owner = self._user(user)
         paths = [self._path(name) for name in files]
         clean_mapping = self._mapping(mapping)
+        chosen_profile = self._profile(profile)
 
         uploads: list[Upload] = []
         for path in paths:
@@ -53,6 +76,8 @@ class Command(BaseCommand):
                         mapping=clean_mapping,
                         day_first=True if day_first else None,
                         strict=strict,
+                        on_existing=on_existing,
+                        profile=chosen_profile,
                     )
                 )
             except services.UploadRejected as exc:
@@ -73,7 +98,13 @@ class Command(BaseCommand):
             self._interrupted(owner, uploads, as_json=as_json)
             sys.exit(130)
         self._report(uploads, as_json=as_json)
-        bad = [u for u in uploads if u.status != Upload.Status.COMPLETED]
+        for upload in uploads:
+            if upload.status == Upload.Status.AWAITING_REVIEW and not as_json:
+                self.stderr.write(
+                    f"{upload.original_name} would change {upload.review_summary.get('changed', 0)} existing lines "
+                    f"and waits for review: /uploads/{upload.pk}/review/"
+                )
+        bad = [u for u in uploads if u.status not in (Upload.Status.COMPLETED, Upload.Status.AWAITING_REVIEW)]
         if bad:
             detail = "; ".join(
                 f"{u.original_name}: {u.status}" + (f" ({u.error_message})" if u.error_message else "") for u in bad
@@ -101,6 +132,15 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         return path
 
+    def _profile(self, name: str | None):
+        if not name:
+            return None
+        found = MappingProfile.objects.filter(name=name).first()
+        if found is None:
+            known = ", ".join(MappingProfile.objects.values_list("name", flat=True)[:20]) or "none yet"
+            raise CommandError(f"No mapping profile named {name!r} (profiles: {known}).")
+        return found
+
     def _mapping(self, text: str | None) -> dict:
         if not text:
             return {}
@@ -124,11 +164,11 @@ class Command(BaseCommand):
             current = {u.pk: u for u in selectors.uploads_for_user(user=owner).filter(pk__in=ids)}
             uploads = [current.get(pk, old) for pk, old in zip(ids, uploads)]
             for upload in uploads:
-                if upload.is_finished and upload.pk not in announced:
+                if (upload.is_finished or upload.is_waiting) and upload.pk not in announced:
                     announced.add(upload.pk)
                     bar.clear()
                     self.stderr.write(_finished_line(upload))
-            if all(u.is_finished for u in uploads):
+            if all(u.is_finished or u.is_waiting for u in uploads):
                 bar.clear()
                 return uploads
             bar.draw(uploads, elapsed=time.monotonic() - started)
@@ -175,7 +215,9 @@ class Command(BaseCommand):
 
 
 def _finished_line(upload: Upload) -> str:
-    mark = {"completed": "done", "failed": "FAILED", "cancelled": "cancelled"}.get(upload.status, upload.status)
+    mark = {"completed": "done", "failed": "FAILED", "cancelled": "cancelled", "needs_mapping": "NEEDS MAPPING"}.get(
+        upload.status, upload.status
+    )
     elapsed = upload.elapsed_seconds
     rate = upload.rows_per_second
     timing = f" in {elapsed:.1f} s" if elapsed is not None else ""
