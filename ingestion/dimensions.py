@@ -1,7 +1,8 @@
 """Suppliers, materials and purchase orders: found or created for a batch of lines, set-based.
 
 They are upserted per batch in short transactions that commit at once, so other uploads
-share them (and they may outlive a cancelled upload); keys are sorted so that two uploads
+share them; each remembers the upload that created it, and a cancelled, failed or reverted
+upload removes those that nothing else uses (`remove_unused`). Keys are sorted so that two uploads
 creating the same rows take their locks in one order and cannot deadlock. `IdCache`
 remembers the ids one upload has met, so a key is looked up once per upload, not once per
 batch; what it has not met costs one statement per kind and batch (on PostgreSQL), however
@@ -16,7 +17,7 @@ import pandas as pd
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import Material, PurchaseOrder, Supplier
+from .models import Material, PurchaseOrder, PurchaseOrderLine, Supplier
 
 CHUNK = 1000  # rows per statement on SQLite (it allows 32,766 parameters)
 
@@ -39,18 +40,20 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _upsert(model, columns: list[str], rows: pd.DataFrame, key: str, now) -> tuple[dict[str, int], int]:
+def _upsert(model, columns: list[str], rows: pd.DataFrame, key: str, now, upload_id=None) -> tuple[dict[str, int], int]:
     """Create the rows whose key is missing (ON CONFLICT DO NOTHING) and return ({key: id}
-    of every row, how many were created). `rows` holds `columns` (plus created_at = `now`),
+    of every row, how many were created). `rows` holds `columns` (plus created_at = `now`
+    and created_by_upload = `upload_id`),
     sorted by key. A key another upload created while this ran may be missing from the
     answer; `_ids` finds it."""
     table = _table(model)
-    insert_columns = [*columns, "created_at"]
+    insert_columns = [*columns, "created_at", "created_by_upload_id"]
     names = ", ".join(connection.ops.quote_name(c) for c in insert_columns)
     quoted_key = connection.ops.quote_name(key)
     if connection.vendor != "postgresql":
         existing = _ids(model, key, rows[key].tolist())
-        missing = [(*row, now) for row in _tuples(rows) if row[columns.index(key)] not in existing]
+        owner = upload_id.hex if upload_id is not None else None  # how Django stores a UUID on SQLite
+        missing = [(*row, now, owner) for row in _tuples(rows) if row[columns.index(key)] not in existing]
         inserted = _insert_missing_sqlite(table, names, quoted_key, missing)
         return {**existing, **inserted}, len(inserted)
     # One statement with the rows as ONE JSON parameter (psycopg dumps a list parameter
@@ -60,7 +63,7 @@ def _upsert(model, columns: list[str], rows: pd.DataFrame, key: str, now) -> tup
     types = [_PG_TYPES[model._meta.get_field(c).get_internal_type()] for c in columns]
     fields = ", ".join(f"(a->>{i})::{t}" for i, t in enumerate(types))
     sql = (
-        f"WITH v ({names}) AS (SELECT {fields}, %s::timestamptz FROM json_array_elements(%s::json) a), "
+        f"WITH v ({names}) AS (SELECT {fields}, %s::timestamptz, %s::uuid FROM json_array_elements(%s::json) a), "
         f"ins AS (INSERT INTO {table} ({names}) SELECT * FROM v ORDER BY {quoted_key} "
         f"ON CONFLICT ({quoted_key}) DO NOTHING RETURNING {quoted_key}, id) "
         f"SELECT {quoted_key}, id, TRUE FROM ins UNION ALL "
@@ -69,7 +72,8 @@ def _upsert(model, columns: list[str], rows: pd.DataFrame, key: str, now) -> tup
     found: dict[str, int] = {}
     created = 0
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now, rows.to_json(orient="values", force_ascii=False)])
+        owner = str(upload_id) if upload_id is not None else None
+        cursor.execute(sql, [now, owner, rows.to_json(orient="values", force_ascii=False)])
         for k, pk, new in cursor.fetchall():
             found[k] = pk
             created += new
@@ -112,13 +116,15 @@ def _ids(model, key: str, keys: list[str]) -> dict[str, int]:
 class IdCache:
     """Key -> id of the suppliers, materials and purchase orders one upload has met, so each
     is looked up once per upload rather than once per batch. Rows are never deleted while
-    lines point at them (PROTECT), so a cached id stays valid. Each map is emptied when it
+    lines point at them (PROTECT), and `remove_unused` skips a row another load's open
+    transaction references, so a cached id stays valid. Each map is emptied when it
     passes MAX_ENTRIES, so memory stays flat however large the file: a forgotten key costs
     one more indexed lookup, in the batch's single statement."""
 
     MAX_ENTRIES = 100_000  # per kind: about 15 MB for keys of a dozen characters
 
-    def __init__(self) -> None:
+    def __init__(self, upload_id=None) -> None:
+        self.upload_id = upload_id  # recorded on the rows it creates (`created_by_upload`)
         self.maps: dict[str, dict[str, int]] = {"supplier": {}, "material": {}, "purchase_order": {}}
 
     def resolve(
@@ -148,7 +154,7 @@ class IdCache:
             # key, so that two uploads inserting the same rows take their locks in one order.
             take = np.unique(codes, return_index=True)[1][unseen]
             new = pd.DataFrame({column: frame[source].iloc[take].to_numpy() for column, source in columns.items()})
-            found, created = _upsert(model, list(columns), new, key, now)
+            found, created = _upsert(model, list(columns), new, key, now, self.upload_id)
             known.update(found)
             late = [keys[i] for i in unseen if keys[i] not in found]
             if late:  # created by another upload after this statement began
@@ -219,3 +225,67 @@ def _upsert_all(lines: pd.DataFrame, cache: IdCache) -> tuple[pd.DataFrame, Dime
     )
     lines = lines.assign(purchase_order_id=ids)
     return lines, counts
+
+
+def remove_unused(*, upload_id) -> tuple[int, int, int]:
+    """Delete the suppliers, materials and purchase orders `upload_id` created that nothing
+    uses: no line (committed, or being written by another load: those rows are locked, and
+    skipped), no purchase order for a supplier. Set-based, one transaction; returns how many
+    of each remain (still in use), for the upload's counts. Run after the upload's lines
+    rolled back (cancel, failure) or were removed (revert)."""
+    orders, materials, suppliers = _table(PurchaseOrder), _table(Material), _table(Supplier)
+    lines = _table(PurchaseOrderLine)
+    owner = upload_id.hex if connection.vendor == "sqlite" else str(upload_id)
+    postgres = connection.vendor == "postgresql"
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table, used in (
+            (orders, f"SELECT 1 FROM {lines} l WHERE l.purchase_order_id = t.id"),
+            (materials, f"SELECT 1 FROM {lines} l WHERE l.material_id = t.id"),
+            (suppliers, f"SELECT 1 FROM {orders} o WHERE o.supplier_id = t.id"),
+        ):
+            if postgres:
+                # Lock them first, skipping those another load's open transaction has just
+                # referenced (its foreign-key checks hold a KEY SHARE lock: in use); once
+                # locked nobody can point at them, and the next statement's snapshot sees
+                # every line committed until then.
+                cursor.execute(
+                    f"SELECT id FROM {table} WHERE created_by_upload_id = %s ORDER BY id FOR UPDATE SKIP LOCKED",
+                    [owner],
+                )
+                ids = [row[0] for row in cursor.fetchall()]
+                if ids:
+                    cursor.execute(f"DELETE FROM {table} t WHERE t.id = ANY(%s) AND NOT EXISTS ({used})", [ids])
+            else:
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE created_by_upload_id = %s AND NOT EXISTS "
+                    f"({used.replace('t.id', f'{table}.id')})",
+                    [owner],
+                )
+        left = []
+        for table in (suppliers, materials, orders):
+            cursor.execute(f"SELECT COUNT(*) FROM {table} WHERE created_by_upload_id = %s", [owner])
+            left.append(cursor.fetchone()[0])
+    return left[0], left[1], left[2]
+
+
+def release_created(upload) -> None:
+    """After an upload ended without its lines (cancelled, failed) or lost them (reverted):
+    remove what it created that nothing uses, and count on the upload what remains."""
+    from .models import Upload
+
+    left = remove_unused(upload_id=upload.pk)
+    upload.created_suppliers, upload.created_materials, upload.created_purchase_orders = left
+    Upload.objects.filter(pk=upload.pk).update(
+        created_suppliers=left[0], created_materials=left[1], created_purchase_orders=left[2]
+    )
+
+
+def created_note(upload) -> str:
+    """What an upload that wrote no lines says of the suppliers, materials and purchase orders."""
+    if upload.created_suppliers or upload.created_materials or upload.created_purchase_orders:
+        return (
+            " The suppliers, materials and purchase orders it created were removed, except "
+            f"{upload.created_suppliers} suppliers, {upload.created_materials} materials and "
+            f"{upload.created_purchase_orders} purchase orders other uploads use."
+        )
+    return " The suppliers, materials and purchase orders it created were removed."

@@ -14,15 +14,14 @@ from django.db import connection
 
 from .models import LineVersion, PurchaseOrder, PurchaseOrderLine, Upload
 
+# What a later load may change on an existing line (a change counts it as updated): the
+# one list the line writers, the review's diff, the versions and the revert all use.
+VALUE_COLUMNS = ("material_id", "quantity", "unit_price", "total_price", "currency")
 VERSION_COLUMNS = (
     "line_id",
     "purchase_order_id",
     "line_number",
-    "material_id",
-    "quantity",
-    "unit_price",
-    "total_price",
-    "currency",
+    *VALUE_COLUMNS,
     "order_date",
     "kind",
     "valid_from",
@@ -59,15 +58,15 @@ def versions_after_upsert(written: str) -> tuple[str, int]:
         f"closed AS (UPDATE {versions} v SET valid_to = %s FROM {written} w "
         "WHERE v.line_id = w.id AND NOT w.inserted AND v.valid_to IS NULL), "
         f"opened AS (INSERT INTO {versions} ({', '.join(VERSION_COLUMNS)}) "
-        "SELECT w.id, w.purchase_order_id, w.line_number, w.material_id, w.quantity, w.unit_price, w.total_price, "
-        "w.currency, po.order_date, CASE WHEN w.inserted THEN 'created' ELSE 'updated' END, %s, NULL, %s::uuid, %s "
+        f"SELECT w.id, w.purchase_order_id, w.line_number, {', '.join('w.' + c for c in VALUE_COLUMNS)}, "
+        "po.order_date, CASE WHEN w.inserted THEN 'created' ELSE 'updated' END, %s, NULL, %s::uuid, %s "
         f"FROM {written} w JOIN {orders} po ON po.id = w.purchase_order_id)"
     )
     return sql, 4
 
 
 # Returned by the PostgreSQL upsert so that `versions_after_upsert` has what it needs.
-RETURNING = "id, purchase_order_id, line_number, material_id, quantity, unit_price, total_price, currency, (xmax = 0) AS inserted"
+RETURNING = f"id, purchase_order_id, line_number, {', '.join(VALUE_COLUMNS)}, (xmax = 0) AS inserted"
 
 
 def record_staged_chunk(cursor, *, staged_where: str, params: list, upload: str, user_id, now) -> None:
@@ -92,8 +91,8 @@ def record_staged_chunk(cursor, *, staged_where: str, params: list, upload: str,
     )
     cursor.execute(
         f"INSERT INTO {versions} ({', '.join(VERSION_COLUMNS)}) "
-        "SELECT l.id, l.purchase_order_id, l.line_number, l.material_id, l.quantity, l.unit_price, l.total_price, "
-        "l.currency, po.order_date, CASE WHEN l.created_at = %s THEN 'created' ELSE 'updated' END, %s, NULL, %s, %s "
+        f"SELECT l.id, l.purchase_order_id, l.line_number, {', '.join('l.' + c for c in VALUE_COLUMNS)}, "
+        "po.order_date, CASE WHEN l.created_at = %s THEN 'created' ELSE 'updated' END, %s, NULL, %s, %s "
         + written(f"JOIN {orders} po ON po.id = l.purchase_order_id"),
         [now, now, upload, user_id, *params, upload, now],
     )

@@ -26,7 +26,8 @@ import pandas as pd
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
-from . import line_history, review
+from . import batch_json, line_history, po_changes, review
+from .line_history import VALUE_COLUMNS
 from .models import PurchaseOrderLine, StagedLine
 from .outcomes import Cancelled
 
@@ -48,8 +49,6 @@ LINE_COLUMNS = (
     "created_at",
     "updated_at",
 )
-# What a later load may change on an existing line (a change counts it as updated).
-VALUE_COLUMNS = ("material_id", "quantity", "unit_price", "total_price", "currency")
 
 
 def _table(model) -> str:
@@ -114,6 +113,7 @@ class TransactionLineWriter:
         self.now: datetime = timezone.now()
         self.created = self.updated = 0
         self.user_id = line_history.owner_id(upload_id)
+        self._orders: list[pd.DataFrame] = []  # each batch's orders, for `po_changes` at the commit
         self._jobs: Queue = Queue(maxsize=self.PENDING)
         self._error: BaseException | None = None
         self._raw = None
@@ -163,6 +163,8 @@ class TransactionLineWriter:
                 except Empty:
                     continue
                 if job is _COMMIT:
+                    with self._busy, db.cursor() as cursor:
+                        self._write_orders(cursor)
                     self._committing = True  # the point of no return: a cancel now comes too late
                     db.commit()
                     self._committed = True
@@ -181,6 +183,24 @@ class TransactionLineWriter:
                 except Exception:  # noqa: BLE001 - closing the connection rolls back as well
                     pass
             db.close()
+
+    def _write_orders(self, cursor) -> None:
+        """The orders' dates and currencies (`po_changes`), last, just before the commit: the
+        order rows stay locked for this one statement only, and the lines' versions were
+        written against the dates as they were."""
+        if not self._orders:
+            return
+        orders = pd.concat(self._orders, ignore_index=True).drop_duplicates("p", keep="first")
+        self._orders = []
+        cursor.execute(
+            po_changes.apply_sql(policy=self.policy),
+            {
+                "orders": orders.to_json(orient="values", force_ascii=False),
+                "upload": self.upload_id,
+                "now": self.now,
+                "user": self.user_id,
+            },
+        )
 
     def _statement(self) -> tuple[str, list]:
         """The batch's statement, and the parameters that follow the batch's own. xmax = 0
@@ -220,22 +240,8 @@ class TransactionLineWriter:
         # One statement may not touch a row twice: within a batch, a repeated line's last
         # occurrence wins (across batches the later statement simply overwrites).
         lines = lines.drop_duplicates(["purchase_order_id", "line_number"], keep="last")
-        # The batch as ONE JSON parameter, built by pandas in C: psycopg would dump a list
-        # parameter element by element in Python, holding the GIL the pipeline needs.
-        # Amounts stay decimal strings; PostgreSQL casts them exactly.
-        rows = pd.DataFrame(
-            {
-                "p": lines["purchase_order_id"].astype("int64"),
-                "l": lines["line_number"].astype("int64"),
-                "m": lines["material_id"].astype("int64"),
-                "q": lines["quantity"],
-                "u": lines["unit_price"],
-                "t": lines["total_price"],
-                "c": lines["currency"],
-            }
-        )
-        params = [self.upload_id, self.now, self.now, rows.to_json(orient="values", force_ascii=False)]
-        self._put(params)
+        self._orders.append(po_changes.batch_orders(lines))
+        self._put([self.upload_id, self.now, self.now, batch_json.lines_json(lines)])
 
     def diff(self, upload, lines: pd.DataFrame) -> tuple[int, int]:
         """Record the batch's changes to existing lines (`review`), on the caller's connection:

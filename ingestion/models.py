@@ -19,6 +19,12 @@ class Supplier(models.Model):
     code = models.CharField(max_length=100, blank=True)
     name = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The upload whose load created it: a cancelled, failed or reverted upload removes what it
+    # created that nothing else uses (`dimensions.remove_unused`). No database constraint:
+    # set in the batch's own set-based upsert.
+    created_by_upload = models.ForeignKey(
+        "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
 
     class Meta:
         ordering = ["name"]
@@ -36,6 +42,12 @@ class Material(models.Model):
     category = models.CharField(max_length=200, blank=True)
     unit_of_measure = models.CharField(max_length=50, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The upload whose load created it: a cancelled, failed or reverted upload removes what it
+    # created that nothing else uses (`dimensions.remove_unused`). No database constraint:
+    # set in the batch's own set-based upsert.
+    created_by_upload = models.ForeignKey(
+        "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
 
     class Meta:
         ordering = ["code", "description"]
@@ -50,6 +62,12 @@ class PurchaseOrder(models.Model):
     order_date = models.DateField(null=True, blank=True)
     currency = models.CharField(max_length=3, default=default_currency)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The upload whose load created it: a cancelled, failed or reverted upload removes what it
+    # created that nothing else uses (`dimensions.remove_unused`). No database constraint:
+    # set in the batch's own set-based upsert.
+    created_by_upload = models.ForeignKey(
+        "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
 
     class Meta:
         ordering = ["po_number"]
@@ -133,6 +151,47 @@ class LineVersion(models.Model):
 
     def __str__(self) -> str:
         return f"line {self.line_id} from {self.valid_from:%Y-%m-%d %H:%M}"
+
+
+class PurchaseOrderChange(models.Model):
+    """A purchase order's own fields (order date, currency) as a load changed them: the values
+    it replaced beside the ones it wrote, so no date is ever lost. Written set-based by the
+    line writers in the lines' own transaction (`po_changes`); `filled` when the order had no
+    date and the file brings one, `updated` when it replaces one, `reverted` when a revert
+    put the old values back."""
+
+    class Kind(models.TextChoices):
+        FILLED = "filled", "Filled"
+        UPDATED = "updated", "Updated"
+        REVERTED = "reverted", "Reverted"
+
+    purchase_order = models.ForeignKey(
+        PurchaseOrder, on_delete=models.CASCADE, related_name="changes", db_constraint=False
+    )
+    old_order_date = models.DateField(null=True, blank=True)
+    new_order_date = models.DateField(null=True, blank=True)
+    old_currency = models.CharField(max_length=3, blank=True)
+    new_currency = models.CharField(max_length=3, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.UPDATED)
+    changed_at = models.DateTimeField()
+    upload = models.ForeignKey(
+        "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="po_changes", db_constraint=False
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+
+    class Meta:
+        ordering = ["purchase_order_id", "changed_at", "id"]
+        indexes = [models.Index(fields=["upload"], name="pochange_upload")]
+
+    def __str__(self) -> str:
+        return f"PO {self.purchase_order_id}: {self.old_order_date} -> {self.new_order_date}"
 
 
 class Upload(models.Model):

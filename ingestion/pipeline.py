@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F
 
-from . import dimensions, line_writers, quality, review
+from . import dimensions, line_writers, po_changes, quality, review
 from .mapping_step import constant_label, plan_upload, with_constants
 from .models import RowIssue, Upload
 from .outcomes import Cancelled, NeedsReview, PipelineError
@@ -166,7 +166,7 @@ def _load_batches(
     """Every batch: validate (a batch ahead, in a thread), resolve ids, hand the lines to the
     writer, store the row issues, count, report."""
     line_counters: dict[str, int] = {}
-    ids = dimensions.IdCache()
+    ids = dimensions.IdCache(upload_id=upload.pk)
     stored_issues = 0
 
     def validated_batches():
@@ -214,6 +214,13 @@ def _load_batches(
             if should_stop():
                 raise Cancelled()
             lines = _upsert_dimensions(upload, lines, ids)
+            lines, conflicting = po_changes.supplier_conflicts(
+                lines, supplier_header=columns.get("supplier_name") or columns.get("supplier_code", "")
+            )
+            if len(conflicting):  # a PO number with another supplier: rejected, listed in the review
+                issues = pd.concat([issues, conflicting], ignore_index=True)
+                validated.rejected += len(conflicting)
+                tally.conflicts += len(conflicting)
             repeated = _repeated_lines(lines)
             if len(repeated):
                 issues = pd.concat([issues, repeated], ignore_index=True)

@@ -1,5 +1,8 @@
 """Undo of an upload: every line it changed gets back the values it replaced, every line it
-created goes, in ONE transaction, set-based, and recorded as versions like any change.
+created goes, in ONE transaction, set-based, and recorded as versions like any change; the
+purchase-order dates and currencies it changed get their old values back, and the
+suppliers, materials and purchase orders it created go unless something else uses them.
+`lines_changed` ("reverted") is sent once that transaction commits.
 
 What a line had before the upload is the version just before the upload's first version of
 that line (versions of one line are numbered in the order they were written: a load waits
@@ -15,7 +18,10 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import dimensions, po_changes
+from .line_history import VERSION_COLUMNS
 from .models import LineVersion, PurchaseOrderLine, Upload
+from .signals import lines_changed
 
 WRITTEN = "('created', 'updated')"
 
@@ -87,7 +93,7 @@ def revert_lines(*, upload: Upload, user_id) -> tuple[int, int]:
             f"(SELECT line_id FROM {versions} WHERE upload_id = %s AND kind IN {WRITTEN})",
             [now, u],
         )
-        columns = "line_id, purchase_order_id, line_number, material_id, quantity, unit_price, total_price, currency, order_date, kind, valid_from, valid_to, upload_id, user_id"
+        columns = ", ".join(VERSION_COLUMNS)
         # Changed lines: their replaced values again, as a new version, then in the lines.
         cursor.execute(
             f"INSERT INTO {versions} ({columns}) SELECT b.line_id, b.purchase_order_id, b.line_number, b.material_id, "
@@ -114,7 +120,11 @@ def revert_lines(*, upload: Upload, user_id) -> tuple[int, int]:
         )
         cursor.execute(f"DELETE FROM {lines} WHERE id IN ({created})", [u, u])
         removed = cursor.rowcount
+        po_changes.revert(cursor, upload=u, user_id=user_id, now=now)
         Upload.objects.filter(pk=upload.pk).update(reverted_at=now)
+        # Suppliers, materials and POs it created stay if anything else uses them.
+        dimensions.release_created(upload)
+        transaction.on_commit(lambda: lines_changed.send(sender=Upload, upload=upload, kind="reverted"))
     upload.reverted_at = now
     return restored, removed
 

@@ -22,9 +22,11 @@ import pandas as pd
 from django.db import connection
 from django.db.models import Count, Q
 
+from . import batch_json
+from .line_history import VALUE_COLUMNS
 from .models import ProposedChange, PurchaseOrder, PurchaseOrderLine, StagedLine, Upload
 
-VALUES = ("material_id", "quantity", "unit_price", "total_price", "currency")
+VALUES = VALUE_COLUMNS
 OLD_NEW = ", ".join(f"old_{c}, new_{c}" for c in VALUES)
 
 
@@ -59,7 +61,9 @@ def _upsert_proposals(select: str) -> str:
     and keeps its decision only if neither the old nor the new values moved."""
     proposed = _table(ProposedChange)
     same = " AND ".join(
-        f"{proposed}.{side}_{c} IS NOT DISTINCT FROM excluded.{side}_{c}" for c in VALUES for side in ("old", "new")
+        f"{proposed}.{side}_{c} IS NOT DISTINCT FROM excluded.{side}_{c}"
+        for c in (*VALUES, "order_date")
+        for side in ("old", "new")
     )
     columns = (
         "upload_id, line_id, purchase_order_id, line_number, supplier_id, "
@@ -91,6 +95,9 @@ def _proposal_select(source: str, *, upload_param: str, decision: str) -> str:
     differs = " OR ".join(
         f"x.{c} IS DISTINCT FROM v.{k}" for c, k in zip(VALUES, ("m", "q", "u", "t", "c"), strict=True)
     )
+    # A different order date on the line's purchase order is a change of that line (filling
+    # a missing one is not: `po_changes` fills it under every policy).
+    differs += " OR (v.d IS NOT NULL AND po.order_date IS NOT NULL AND po.order_date <> v.d)"
     return (
         f"SELECT {upload_param}, x.id, x.purchase_order_id, x.line_number, po.supplier_id, "
         "x.material_id, v.m, x.quantity, v.q, x.unit_price, v.u, x.total_price, v.t, x.currency, v.c, "
@@ -112,20 +119,6 @@ def diff_batch(upload: Upload, lines: pd.DataFrame) -> tuple[int, int]:
     if lines.empty:
         return 0, 0
     lines = lines.drop_duplicates(["purchase_order_id", "line_number"], keep="last")
-    dates = pd.to_datetime(lines["order_date"], errors="coerce").dt.strftime("%Y-%m-%d")
-    rows = pd.DataFrame(
-        {
-            "p": lines["purchase_order_id"].astype("int64"),
-            "l": lines["line_number"].astype("int64"),
-            "m": lines["material_id"].astype("int64"),
-            "q": lines["quantity"],
-            "u": lines["unit_price"],
-            "t": lines["total_price"],
-            "c": lines["currency"],
-            "d": dates,
-            "r": lines["source_row"].astype("int64"),
-        }
-    )
     source = (
         "(SELECT (a->>0)::bigint p, (a->>1)::bigint l, (a->>2)::bigint m, (a->>3)::numeric(20,4) q, "
         "(a->>4)::numeric(20,6) u, (a->>5)::numeric(22,4) t, a->>6 c, (a->>7)::date d, (a->>8)::int r "
@@ -133,7 +126,7 @@ def diff_batch(upload: Upload, lines: pd.DataFrame) -> tuple[int, int]:
     )
     decision = "keep" if upload.on_existing == Upload.OnExisting.KEEP else ""
     lines_table = _table(PurchaseOrderLine)
-    batch = rows.to_json(orient="values", force_ascii=False)
+    batch = batch_json.lines_json(lines, dated=True)
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH changed AS ({_upsert_proposals(_proposal_select(source, upload_param='%s::uuid', decision=decision))} "

@@ -9,11 +9,12 @@ from itertools import groupby
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
+from . import po_changes, selectors, services
 from .cards import render_card
 from .models import RowIssue
 from .revert import RevertBlocked
@@ -72,7 +73,10 @@ def upload_review(request, upload_id):
             "query": query.urlencode(),
             "suppliers": selectors.review_suppliers(upload=upload),
             "counts": selectors.review_counts(upload=upload),
-            "conflicts": RowIssue.objects.filter(upload=upload, message__contains=" appears again in row ")[:100],
+            "conflicts": RowIssue.objects.filter(
+                Q(message__contains=" appears again in row ") | Q(message__contains=po_changes.SUPPLIER_CONFLICT),
+                upload=upload,
+            )[:100],
         },
     )
 

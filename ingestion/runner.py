@@ -40,6 +40,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import F, Q
 from django.utils import timezone
 
+from . import dimensions
 from .cancel_flags import cancel_flagged, clear_cancel_flag
 from .messages import user_message
 from .models import RowIssue, StagedLine, Upload
@@ -342,22 +343,27 @@ def _release(upload: Upload) -> None:
         log.warning("Could not release upload %s", upload.pk, exc_info=True)
 
 
+def _release_created(upload: Upload) -> None:
+    """No partial data: the suppliers, materials and purchase orders the upload created go too,
+    unless something else uses them. A failure here must not stop the end being recorded."""
+    try:
+        dimensions.release_created(upload)
+    except Exception:  # noqa: BLE001 - they stay, counted on the card; logged with the upload id
+        log.exception("Upload %s: could not remove the rows it created", upload.pk)
+        connection.close_if_unusable_or_obsolete()
+
+
 def _finish(upload: Upload, *, status: str, error: str = "") -> dict:
     """Record the end of a run: the status, the message its owner reads, the final counts."""
     upload.status = status
     upload.finished_at = timezone.now()
     upload.seq = now_seq()
     upload.heartbeat_at = None
+    if status in (Upload.Status.CANCELLED, Upload.Status.FAILED):
+        _release_created(upload)
     if status == Upload.Status.CANCELLED:
         upload.created_lines = upload.updated_lines = 0
-        upload.error_message = error or (
-            "Cancelled; no lines were written."
-            + (
-                " The suppliers, materials and purchase orders it created are kept."
-                if upload.created_suppliers or upload.created_materials or upload.created_purchase_orders
-                else ""
-            )
-        )
+        upload.error_message = error or ("Cancelled; no lines were written." + dimensions.created_note(upload))
     elif status in (Upload.Status.FAILED, Upload.Status.NEEDS_MAPPING):
         upload.created_lines = upload.updated_lines = 0
         upload.error_message = error

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from . import dimensions
 from .cancel_flags import clear_cancel_flag, set_cancel_flag
 from .columns import validate_explicit_mapping
 from .filenames import display_name, stored_name
@@ -176,6 +177,7 @@ def cancel_upload(*, upload: Upload, by) -> Upload:
         error_message="Cancelled at its review; no lines were written.",
     ):
         ProposedChange.objects.filter(upload=upload).delete()
+        dimensions.release_created(upload)
     elif Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(
         status=Upload.Status.CANCELLED, finished_at=now, seq=now_seq(), error_message="Cancelled before it started."
     ):

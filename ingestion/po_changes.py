@@ -1,0 +1,145 @@
+"""A purchase order's own fields change too: its order date and currency are values like a
+line's, and its supplier is part of its identity.
+
+- A reload that brings an order date where the order had none fills it, whatever the
+  policy (nothing is replaced). A different date or currency is a change under the upload's
+  policy: `update` takes it, `keep` keeps the existing one, `review` takes it where its
+  owner took a line of that order (the review lists the order date beside the line's other
+  fields). Every change is a `PurchaseOrderChange` (old and new side by side), written in
+  the lines' own transaction just before it commits (PostgreSQL), so a cancelled load
+  changes no order and the order rows are locked only for that last statement.
+- A PO number arriving with another supplier than its order's is a conflict, never a merge:
+  under every policy those rows are rejected with an error naming both suppliers (loading
+  them would put one supplier's prices on another's order), and the review page lists them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from django.db import connection
+
+from .models import ProposedChange, PurchaseOrder, PurchaseOrderChange, Supplier, Upload
+from .validation import ERROR
+
+SUPPLIER_CONFLICT = "belongs to supplier"  # in the message of every supplier-conflict row issue
+ISSUE_COLUMNS = ["row", "column", "value", "message", "severity"]
+CHANGE_COLUMNS = "purchase_order_id, old_order_date, new_order_date, old_currency, new_currency, kind, changed_at, upload_id, user_id"
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def supplier_conflicts(lines: pd.DataFrame, *, supplier_header: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a batch's resolved lines into those whose purchase order has their supplier and
+    row issues for those whose order belongs to another (one indexed lookup per batch).
+    Returns (the lines to load, the issues)."""
+    empty = pd.DataFrame(columns=ISSUE_COLUMNS)
+    if lines.empty:
+        return lines, empty
+    ids = [int(i) for i in pd.unique(lines["purchase_order_id"])]
+    owners: dict[int, int] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            cursor.execute(
+                f"SELECT id, supplier_id FROM {_table(PurchaseOrder)} WHERE id IN ({', '.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+            owners.update(cursor.fetchall())
+    expected = lines["purchase_order_id"].map(owners)
+    other = lines[expected.notna() & (expected != lines["supplier_id"])]
+    if other.empty:
+        return lines, empty
+    names = dict(
+        Supplier.objects.filter(
+            pk__in={*other["supplier_id"].astype(int).tolist(), *expected[other.index].astype(int).tolist()}
+        ).values_list("pk", "name")
+    )
+    issues = pd.DataFrame(
+        {
+            "row": other["source_row"].to_numpy(),
+            "column": supplier_header,
+            "value": [names.get(int(s), "") for s in other["supplier_id"]],
+            "message": [
+                f"PO {po} {SUPPLIER_CONFLICT} {names.get(int(owner), '')!r}; this row names "
+                f"{names.get(int(s), '')!r}. A PO number with another supplier is a conflict: the row was not "
+                "loaded (check the PO number or the supplier)."
+                for po, owner, s in zip(other["po_number"], expected[other.index], other["supplier_id"], strict=True)
+            ],
+            "severity": ERROR,
+        }
+    )
+    return lines.drop(index=other.index), issues
+
+
+def batch_orders(lines: pd.DataFrame) -> pd.DataFrame:
+    """A batch's orders with the values it brings: the first line of each order's."""
+    firsts = lines.drop_duplicates("purchase_order_id", keep="first")
+    return pd.DataFrame(
+        {
+            "p": firsts["purchase_order_id"].astype("int64").to_numpy(),
+            "d": pd.to_datetime(firsts["order_date"], errors="coerce").dt.strftime("%Y-%m-%d").to_numpy(),
+            "c": firsts["currency"].to_numpy(),
+        }
+    )
+
+
+def apply_sql(*, policy: str) -> str:
+    """PostgreSQL: the statement that writes the orders' new dates and currencies (one JSON
+    array of [order id, date, currency]) and records each change. Its parameters, by name:
+    orders (the JSON), upload, now, user."""
+    orders = _table(PurchaseOrder)
+    changes = _table(PurchaseOrderChange)
+    proposed = _table(ProposedChange)
+    own = "po.created_by_upload_id = %(upload)s::uuid"
+    taken: str = {
+        Upload.OnExisting.UPDATE: "TRUE",
+        Upload.OnExisting.KEEP: own,
+        Upload.OnExisting.REVIEW: f"({own} OR EXISTS (SELECT 1 FROM {proposed} pc WHERE pc.upload_id = %(upload)s::uuid "
+        "AND pc.purchase_order_id = po.id AND pc.decision = 'take'))",
+    }[Upload.OnExisting(policy)]
+    sql = (
+        "WITH v AS (SELECT (a->>0)::bigint p, (a->>1)::date d, a->>2 c FROM json_array_elements(%(orders)s::json) a), "
+        "c AS (SELECT po.id, po.order_date old_d, po.currency old_c, "
+        f"CASE WHEN v.d IS NULL THEN po.order_date WHEN po.order_date IS NULL OR {taken} THEN v.d "
+        "ELSE po.order_date END new_d, "
+        f"CASE WHEN v.c IS NOT NULL AND v.c <> '' AND {taken} THEN v.c ELSE po.currency END new_c "
+        f"FROM {orders} po JOIN v ON po.id = v.p), "
+        "d AS (SELECT * FROM c WHERE new_d IS DISTINCT FROM old_d OR new_c IS DISTINCT FROM old_c), "
+        f"changed AS (UPDATE {orders} po SET order_date = d.new_d, currency = d.new_c FROM d WHERE po.id = d.id "
+        "RETURNING po.id) "
+        f"INSERT INTO {changes} ({CHANGE_COLUMNS}) SELECT d.id, d.old_d, d.new_d, d.old_c, d.new_c, "
+        "CASE WHEN d.old_d IS NULL AND d.new_c = d.old_c THEN 'filled' ELSE 'updated' END, "
+        "%(now)s, %(upload)s::uuid, %(user)s FROM d JOIN changed ON changed.id = d.id"
+    )
+    return sql
+
+
+def revert(cursor, *, upload, user_id, now) -> int:
+    """Inside a revert's transaction: every order this upload changed gets back the values its
+    first change replaced, unless a later upload (not reverted itself) changed it since.
+    Recorded as `reverted` changes. Returns how many orders."""
+    orders = _table(PurchaseOrder)
+    changes = _table(PurchaseOrderChange)
+    uploads = _table(Upload)
+    mine = (
+        f"(SELECT purchase_order_id, MIN(id) first_id, MAX(id) last_id FROM {changes} "
+        "WHERE upload_id = %s AND kind <> 'reverted' GROUP BY purchase_order_id) t"
+    )
+    back = (
+        f"(SELECT t.purchase_order_id po_id, f.old_order_date d, f.old_currency c FROM {mine} "
+        f"JOIN {changes} f ON f.id = t.first_id WHERE NOT EXISTS (SELECT 1 FROM {changes} later "
+        "WHERE later.purchase_order_id = t.purchase_order_id AND later.id > t.last_id AND later.kind <> 'reverted' "
+        f"AND NOT EXISTS (SELECT 1 FROM {uploads} r WHERE r.id = later.upload_id AND r.reverted_at IS NOT NULL))) b"
+    )
+    cursor.execute(
+        f"INSERT INTO {changes} ({CHANGE_COLUMNS}) SELECT po.id, po.order_date, b.d, po.currency, b.c, 'reverted', "
+        f"%s, %s, %s FROM {back} JOIN {orders} po ON po.id = b.po_id",
+        [now, upload, user_id, upload],
+    )
+    restored = cursor.rowcount
+    cursor.execute(
+        f"UPDATE {orders} SET order_date = b.d, currency = b.c FROM {back} WHERE {orders}.id = b.po_id", [upload]
+    )
+    return restored
