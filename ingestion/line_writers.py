@@ -84,9 +84,14 @@ def interrupt_line_writes(upload_id) -> None:
         writer.interrupt()
 
 
-def open_line_writer(upload_id, *, should_stop: Callable[[], bool], policy: str = "update") -> LineWriter:
+def open_line_writer(
+    upload_id, *, should_stop: Callable[[], bool], policy: str = "update", dry_run: bool = False
+) -> LineWriter:
     """The writer for this database; use it as a context manager: leaving the block without
-    `finish` rolls every line back. `policy` is the upload's `on_existing`."""
+    `finish` rolls every line back. `policy` is the upload's `on_existing`; a `dry_run`
+    writes no line and counts what would be written."""
+    if dry_run:
+        return DryRunWriter(upload_id, should_stop=should_stop)
     if connection.vendor == "postgresql":
         return TransactionLineWriter(upload_id, should_stop=should_stop, policy=policy)
     return StagingLineWriter(upload_id, should_stop=should_stop, policy=policy)
@@ -443,4 +448,47 @@ class StagingLineWriter:
         self.close()
 
 
-LineWriter = TransactionLineWriter | StagingLineWriter
+class DryRunWriter:
+    """`ingest --dry-run`: no line is written; each batch is diffed against the lines
+    (`review`, which records the proposed changes the caller reads and then rolls back) and
+    `finish` returns (new, changed) as a load would have created and updated them. On SQLite
+    the lines are staged (in the caller's transaction) and diffed at once, as for a review."""
+
+    def __init__(self, upload_id, *, should_stop: Callable[[], bool]) -> None:
+        self.postgres = connection.vendor == "postgresql"
+        self.staging = None if self.postgres else StagingLineWriter(upload_id, should_stop=should_stop)
+        self.lines = self.met = self.changed = 0
+
+    def write(self, lines: pd.DataFrame) -> None:
+        if self.staging is not None:
+            self.staging.write(lines)
+        else:
+            self.lines += len(lines.drop_duplicates(["purchase_order_id", "line_number"]))
+
+    def diff(self, upload, lines: pd.DataFrame) -> tuple[int, int]:
+        if self.staging is not None:
+            return 0, 0
+        met, changed = review.diff_batch(upload, lines)
+        self.met += met
+        self.changed += changed
+        return met, changed
+
+    def diff_rest(self, upload) -> tuple[int, int]:
+        if self.staging is None:
+            return 0, 0
+        self.met, self.changed = self.staging.diff_rest(upload)
+        self.lines = StagedLine.objects.filter(upload_id=self.staging.upload_id).count()
+        return self.met, self.changed
+
+    def finish(self, *, on_saving: SavingCallback | None = None) -> tuple[int, int]:
+        return max(0, self.lines - self.met), self.changed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.staging is not None:
+            self.staging.close()
+
+
+LineWriter = TransactionLineWriter | StagingLineWriter | DryRunWriter

@@ -293,6 +293,9 @@ class Upload(models.Model):
     # one transaction), the pipeline sets how far it got here and the card shows it; the
     # row meanwhile shows every read row processed.
     saving_percent: int | None = None
+    # Not stored: `ingest --dry-run` runs the pipeline with a writer that writes no line
+    # (`line_writers.DryRunWriter`), inside a transaction it rolls back.
+    dry_run: bool = False
 
     class Meta:
         ordering = ["-created_at"]

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F
 
-from . import dimensions, line_writers, po_changes, quality, review
+from . import dimensions, line_writers, po_changes, quality, repeats, review
 from .mapping_step import constant_label, plan_upload, with_constants
 from .models import RowIssue, Upload
 from .outcomes import Cancelled, NeedsReview, PipelineError
@@ -50,7 +50,9 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
     counter = quality.QualityCounter(columns=columns)
     if review.diffs(upload):
         review.start_pass(upload)
-    with line_writers.open_line_writer(upload.pk, should_stop=should_stop, policy=upload.on_existing) as writer:
+    with line_writers.open_line_writer(
+        upload.pk, should_stop=should_stop, policy=upload.on_existing, dry_run=upload.dry_run
+    ) as writer:
         _load_batches(
             upload, table, columns, writer, tally, should_stop=should_stop, on_progress=on_progress, counter=counter
         )
@@ -167,6 +169,8 @@ def _load_batches(
     writer, store the row issues, count, report."""
     line_counters: dict[str, int] = {}
     ids = dimensions.IdCache(upload_id=upload.pk)
+    suppliers = po_changes.SupplierCheck()
+    repeats_seen = repeats.RepeatedAcrossBatches()
     stored_issues = 0
 
     def validated_batches():
@@ -214,7 +218,7 @@ def _load_batches(
             if should_stop():
                 raise Cancelled()
             lines = _upsert_dimensions(upload, lines, ids)
-            lines, conflicting = po_changes.supplier_conflicts(
+            lines, conflicting = suppliers.split(
                 lines, supplier_header=columns.get("supplier_name") or columns.get("supplier_code", "")
             )
             if len(conflicting):  # a PO number with another supplier: rejected, listed in the review
@@ -222,6 +226,11 @@ def _load_batches(
                 validated.rejected += len(conflicting)
                 tally.conflicts += len(conflicting)
             repeated = _repeated_lines(lines)
+            if len(repeated):
+                issues = pd.concat([issues, repeated], ignore_index=True)
+                validated.warnings += len(repeated)
+                tally.conflicts += len(repeated)
+            repeated = repeats_seen.check(lines)  # the same line in an earlier batch, with other values
             if len(repeated):
                 issues = pd.concat([issues, repeated], ignore_index=True)
                 validated.warnings += len(repeated)

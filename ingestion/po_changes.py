@@ -8,9 +8,10 @@ line's, and its supplier is part of its identity.
   fields). Every change is a `PurchaseOrderChange` (old and new side by side), written in
   the lines' own transaction just before it commits (PostgreSQL), so a cancelled load
   changes no order and the order rows are locked only for that last statement.
-- A PO number arriving with another supplier than its order's is a conflict, never a merge:
-  under every policy those rows are rejected with an error naming both suppliers (loading
-  them would put one supplier's prices on another's order), and the review page lists them.
+- A PO number arriving with another supplier than its order's (`SupplierCheck`) is a
+  conflict, never a merge: under every policy those rows are rejected with an error naming
+  both suppliers (loading them would put one supplier's prices on another's order), and the
+  review page lists them.
 """
 
 from __future__ import annotations
@@ -30,47 +31,61 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def supplier_conflicts(lines: pd.DataFrame, *, supplier_header: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split a batch's resolved lines into those whose purchase order has their supplier and
-    row issues for those whose order belongs to another (one indexed lookup per batch).
-    Returns (the lines to load, the issues)."""
-    empty = pd.DataFrame(columns=ISSUE_COLUMNS)
-    if lines.empty:
-        return lines, empty
-    ids = [int(i) for i in pd.unique(lines["purchase_order_id"])]
-    owners: dict[int, int] = {}
-    with connection.cursor() as cursor:
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            cursor.execute(
-                f"SELECT id, supplier_id FROM {_table(PurchaseOrder)} WHERE id IN ({', '.join(['%s'] * len(chunk))})",
-                chunk,
-            )
-            owners.update(cursor.fetchall())
-    expected = lines["purchase_order_id"].map(owners)
-    other = lines[expected.notna() & (expected != lines["supplier_id"])]
-    if other.empty:
-        return lines, empty
-    names = dict(
-        Supplier.objects.filter(
-            pk__in={*other["supplier_id"].astype(int).tolist(), *expected[other.index].astype(int).tolist()}
-        ).values_list("pk", "name")
-    )
-    issues = pd.DataFrame(
-        {
-            "row": other["source_row"].to_numpy(),
-            "column": supplier_header,
-            "value": [names.get(int(s), "") for s in other["supplier_id"]],
-            "message": [
-                f"PO {po} {SUPPLIER_CONFLICT} {names.get(int(owner), '')!r}; this row names "
-                f"{names.get(int(s), '')!r}. A PO number with another supplier is a conflict: the row was not "
-                "loaded (check the PO number or the supplier)."
-                for po, owner, s in zip(other["po_number"], expected[other.index], other["supplier_id"], strict=True)
-            ],
-            "severity": ERROR,
-        }
-    )
-    return lines.drop(index=other.index), issues
+class SupplierCheck:
+    """A PO number that arrives with another supplier than its order's. A purchase order takes
+    its supplier from its first line (`dimensions`), so the file's supplier of an order is
+    that of the order's first row in the file; where it is not the order's own, every row of
+    that order in the file is a conflict. Each order is looked up once per upload (one
+    indexed statement per batch, for the orders it meets first)."""
+
+    def __init__(self) -> None:
+        self.conflicts: dict[int, tuple[int, int]] = {}  # order id -> (its supplier, the file's)
+        self.checked: set[int] = set()
+
+    def split(self, lines: pd.DataFrame, *, supplier_header: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The batch's lines to load, and row issues (errors) for those of conflicting orders."""
+        if lines.empty:
+            return lines, pd.DataFrame(columns=ISSUE_COLUMNS)
+        firsts = lines.drop_duplicates("purchase_order_id", keep="first")
+        new = firsts[~firsts["purchase_order_id"].isin(self.checked)]
+        if len(new):
+            self._check(dict(zip(new["purchase_order_id"].astype(int), new["supplier_id"].astype(int), strict=True)))
+        if not self.conflicts:
+            return lines, pd.DataFrame(columns=ISSUE_COLUMNS)
+        other = lines[lines["purchase_order_id"].isin(self.conflicts)]
+        if other.empty:
+            return lines, pd.DataFrame(columns=ISSUE_COLUMNS)
+        pairs = [self.conflicts[int(p)] for p in other["purchase_order_id"]]
+        names = dict(Supplier.objects.filter(pk__in={s for pair in pairs for s in pair}).values_list("pk", "name"))
+        issues = pd.DataFrame(
+            {
+                "row": other["source_row"].to_numpy(),
+                "column": supplier_header,
+                "value": [names.get(theirs, "") for _, theirs in pairs],
+                "message": [
+                    f"PO {po} {SUPPLIER_CONFLICT} {names.get(ours, '')!r}; this file gives it {names.get(theirs, '')!r}. "
+                    "A PO number with another supplier is a conflict: the row was not loaded (check the PO number "
+                    "or the supplier)."
+                    for po, (ours, theirs) in zip(other["po_number"], pairs, strict=True)
+                ],
+                "severity": ERROR,
+            }
+        )
+        return lines.drop(index=other.index), issues
+
+    def _check(self, file_suppliers: dict[int, int]) -> None:
+        ids = list(file_suppliers)
+        self.checked.update(ids)
+        with connection.cursor() as cursor:
+            for start in range(0, len(ids), 5000):
+                chunk = ids[start : start + 5000]
+                cursor.execute(
+                    f"SELECT id, supplier_id FROM {_table(PurchaseOrder)} WHERE id IN ({', '.join(['%s'] * len(chunk))})",
+                    chunk,
+                )
+                for order, supplier in cursor.fetchall():
+                    if supplier != file_suppliers[order]:
+                        self.conflicts[order] = (supplier, file_suppliers[order])
 
 
 def batch_orders(lines: pd.DataFrame) -> pd.DataFrame:

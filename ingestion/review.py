@@ -35,7 +35,9 @@ def _table(model) -> str:
 
 
 def diffs(upload: Upload) -> bool:
-    return upload.on_existing != Upload.OnExisting.UPDATE
+    """Whether a load records its changes to existing lines: under `review` and `keep`, and in
+    a dry run (which reports them)."""
+    return upload.on_existing != Upload.OnExisting.UPDATE or upload.dry_run
 
 
 def update_condition(upload_id, *, policy: str, lines: str, now) -> tuple[str, list]:

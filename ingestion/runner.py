@@ -359,11 +359,14 @@ def _finish(upload: Upload, *, status: str, error: str = "") -> dict:
     upload.finished_at = timezone.now()
     upload.seq = now_seq()
     upload.heartbeat_at = None
+    created = bool(upload.created_suppliers or upload.created_materials or upload.created_purchase_orders)
     if status in (Upload.Status.CANCELLED, Upload.Status.FAILED):
         _release_created(upload)
     if status == Upload.Status.CANCELLED:
         upload.created_lines = upload.updated_lines = 0
-        upload.error_message = error or ("Cancelled; no lines were written." + dimensions.created_note(upload))
+        upload.error_message = error or (
+            "Cancelled; no lines were written." + (dimensions.created_note(upload) if created else "")
+        )
     elif status in (Upload.Status.FAILED, Upload.Status.NEEDS_MAPPING):
         upload.created_lines = upload.updated_lines = 0
         upload.error_message = error

@@ -252,9 +252,16 @@ def review_counts(*, upload: Upload) -> dict:
 def field_changes(change: ProposedChange) -> list[dict]:
     """A proposed change as old -> new per field that differs, with the change in percent
     for prices and quantities."""
-    fields = []
-    for field in ("quantity", "unit_price", "total_price", "currency", "material"):
-        if field == "material":
+    fields: list[dict] = []
+    for field in ("quantity", "unit_price", "total_price", "currency", "material", "order_date"):
+        if field == "order_date":  # the purchase order's: a new date, not a missing one filled
+            if change.old_order_date is None or change.new_order_date in (None, change.old_order_date):
+                continue
+            fields.append(
+                {"field": field, "old": change.old_order_date, "new": change.new_order_date, "change_percent": None}
+            )
+            continue
+        elif field == "material":
             old, new = getattr(change, "old_material", None), getattr(change, "new_material", None)
             if change.old_material_id == change.new_material_id:
                 continue

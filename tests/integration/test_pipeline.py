@@ -225,10 +225,12 @@ def test_cancel_midway_leaves_the_lines_exactly_as_they_were(user, tmp_path):
     assert lines_snapshot() == before
     assert not PurchaseOrderLine.objects.filter(upload=upload).exists()
     assert upload.processed_rows < 150_000
-    # What it did leave behind, it says.
-    assert upload.created_purchase_orders > 0
+    # No partial data: the purchase orders it created went too; the base's stay, in use.
+    assert PurchaseOrder.objects.count() == base.created_purchase_orders == 200
+    assert (Supplier.objects.count(), Material.objects.count()) == (base.created_suppliers, base.created_materials)
+    assert (upload.created_suppliers, upload.created_materials, upload.created_purchase_orders) == (0, 0, 0)
     assert upload.error_message == (
-        "Cancelled; no lines were written. The suppliers, materials and purchase orders it created are kept."
+        "Cancelled; no lines were written. The suppliers, materials and purchase orders it created were removed."
     )
 
 
@@ -245,22 +247,19 @@ def test_a_retried_upload_counts_what_every_attempt_created(user, tmp_path):
     services.cancel_upload(upload=upload, by=user)
     upload = wait_for_upload(upload)
     assert upload.status == Upload.Status.CANCELLED
-    first_pos = PurchaseOrder.objects.count()
-    assert 300 <= first_pos < 10_000
-    # What the first attempt created, exactly as the database holds it.
-    created = (upload.created_suppliers, upload.created_materials, upload.created_purchase_orders)
-    assert created == (Supplier.objects.count(), Material.objects.count(), first_pos) == (2000, 50, first_pos)
+    # The first attempt's suppliers, materials and purchase orders went with it (nothing else
+    # used them), and its counts say so.
+    assert (Supplier.objects.count(), Material.objects.count(), PurchaseOrder.objects.count()) == (0, 0, 0)
+    assert (upload.created_suppliers, upload.created_materials, upload.created_purchase_orders) == (0, 0, 0)
     assert (upload.created_lines, upload.attempts) == (0, 1)
 
     upload = services.retry_upload(upload=upload, by=user)
-    # Queued again: the row and line counts start over, what the upload created stays counted.
-    assert (upload.processed_rows, upload.created_suppliers, upload.created_purchase_orders) == (0, 2000, first_pos)
+    assert (upload.processed_rows, upload.created_suppliers, upload.created_purchase_orders) == (0, 0, 0)
     upload = wait_for_upload(upload)
     assert upload.status == Upload.Status.COMPLETED, upload.error_message
     assert upload.attempts == 2
     assert (upload.processed_rows, upload.imported_rows, upload.rejected_rows) == (100_000, 100_000, 0)
-    # The second attempt created only the purchase orders the first had not reached; the
-    # upload's counts are the sum, which is everything in the database.
+    # The second attempt created them all again; the upload's counts are everything in the database.
     assert (upload.created_suppliers, upload.created_materials, upload.created_purchase_orders) == (2000, 50, 10_000)
     assert (Supplier.objects.count(), Material.objects.count(), PurchaseOrder.objects.count()) == (2000, 50, 10_000)
     assert (upload.created_lines, upload.updated_lines) == (100_000, 0)

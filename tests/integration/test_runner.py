@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from ingestion import runner, services
-from ingestion.models import PurchaseOrder, PurchaseOrderLine, RowIssue, Supplier, Upload
+from ingestion.models import Material, PurchaseOrder, PurchaseOrderLine, RowIssue, Supplier, Upload
 from tests.helpers import write_orders
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -149,7 +149,7 @@ def test_cancelled_before_anything_was_created(user, tmp_path):
     assert not PurchaseOrderLine.objects.exists()
 
 
-def test_cancelled_after_an_earlier_attempt_created_rows_says_they_are_kept(user, tmp_path):
+def test_cancelled_after_an_earlier_attempt_created_rows_says_they_are_removed(user, tmp_path):
     stale = timezone.now() - timedelta(seconds=settings.INGEST_STALE_SECONDS + 5)
     upload = new_upload(
         user,
@@ -161,9 +161,10 @@ def test_cancelled_after_an_earlier_attempt_created_rows_says_they_are_kept(user
     )
     runner.run_upload(upload_id=upload.pk, task_id="t")
     upload.refresh_from_db()
-    assert (upload.status, upload.created_suppliers) == (Upload.Status.CANCELLED, 2)
+    # Counted, but none of them is in the database as this upload's: none is left.
+    assert (upload.status, upload.created_suppliers) == (Upload.Status.CANCELLED, 0)
     assert upload.error_message == (
-        "Cancelled; no lines were written. The suppliers, materials and purchase orders it created are kept."
+        "Cancelled; no lines were written. The suppliers, materials and purchase orders it created were removed."
     )
 
 
@@ -177,14 +178,14 @@ def test_cancelled_midway_through_the_service_counts_what_it_created(user, tmp_p
     assert (
         upload.error_message
         == result["error"]
-        == ("Cancelled; no lines were written. The suppliers, materials and purchase orders it created are kept.")
+        == ("Cancelled; no lines were written. The suppliers, materials and purchase orders it created were removed.")
     )
     assert 1000 <= upload.processed_rows < 60_000
     assert (upload.created_lines, upload.updated_lines) == (0, 0)
     assert not PurchaseOrderLine.objects.exists()
-    # Every supplier comes in the first 300 rows; purchase orders, ten rows each, as far as it got.
-    assert Supplier.objects.count() == upload.created_suppliers == 300
-    assert PurchaseOrder.objects.count() == upload.created_purchase_orders >= 100
+    # No partial data: the suppliers, materials and purchase orders it created went with it.
+    assert (Supplier.objects.count(), Material.objects.count(), PurchaseOrder.objects.count()) == (0, 0, 0)
+    assert (upload.created_suppliers, upload.created_materials, upload.created_purchase_orders) == (0, 0, 0)
 
 
 def test_failed_by_bad_input(user, tmp_path):

@@ -1,10 +1,15 @@
 """`python manage.py ingest FILE [FILE ...] --user NAME [--mapping JSON] [--day-first]
-[--strict] [--on-existing review|update|keep] [--no-wait] [--json]`
+[--strict] [--on-existing review|update|keep] [--dry-run] [--no-wait] [--json]`
 
 Creates uploads exactly as the web does (the same service: stored file, SHA-256, queued to
 the Celery worker on commit), then follows them to the end by reading their Upload rows,
 with a progress bar on stderr. Exits 1 if any upload failed or was cancelled; Ctrl-C
-cancels the uploads it started and exits 130."""
+cancels the uploads it started and exits 130.
+
+`--dry-run` loads nothing: each file goes through the pipeline in this process, inside a
+transaction rolled back at the end (`ingestion.dry_run`), and the command prints what would
+happen: lines new, changed, unchanged and rejected; suppliers, materials and purchase orders
+new; the first changes as old -> new."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from ingestion import selectors, services
+from ingestion import dry_run, selectors, services
 from ingestion.columns import validate_explicit_mapping
 from ingestion.models import MappingProfile, Upload
 
@@ -41,6 +46,12 @@ class Command(BaseCommand):
             help="lines that exist with other values: review (stop and ask), update (take the file's, the "
             "default) or keep (keep the existing ones; load only new lines)",
         )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="write nothing; print what the load would do (lines new, changed, unchanged, rejected; "
+            "suppliers, materials and purchase orders new; the first changes)",
+        )
         parser.add_argument("--no-wait", action="store_true", help="return once the uploads are queued")
         parser.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object per file")
         parser.add_argument("--timeout", type=float, default=None, help="give up following after this many seconds")
@@ -55,6 +66,7 @@ class Command(BaseCommand):
         day_first,
         strict,
         on_existing,
+        dry_run,
         no_wait,
         as_json: bool,
         timeout,
@@ -65,6 +77,19 @@ class Command(BaseCommand):
         paths = [self._path(name) for name in files]
         clean_mapping = self._mapping(mapping)
         chosen_profile = self._profile(profile)
+
+        if dry_run:
+            self._dry_run(
+                owner,
+                paths,
+                mapping=clean_mapping,
+                day_first=True if day_first else None,
+                strict=strict,
+                on_existing=on_existing,
+                profile=chosen_profile,
+                as_json=as_json,
+            )
+            return
 
         uploads: list[Upload] = []
         for path in paths:
@@ -152,6 +177,42 @@ class Command(BaseCommand):
             return validate_explicit_mapping(value)
         except ValueError as exc:
             raise CommandError(f"--mapping: {exc}") from exc
+
+    # --- dry run -------------------------------------------------------------------------
+
+    def _dry_run(self, owner, paths: list[Path], *, as_json: bool, **options) -> None:
+        failed = []
+        for path in paths:
+            report = dry_run.dry_run(owner=owner, path=path, **options)
+            if report["status"] != "would_load":
+                failed.append(report)
+            if as_json:
+                self.stdout.write(json.dumps(report, default=str))
+                continue
+            lines, created = report["lines"], report["created"]
+            self.stdout.write(
+                f"{report['file']}  dry run, nothing written: "
+                + (
+                    f"would load {lines['new']:,} new lines, change {lines['changed']:,}, leave {lines['unchanged']:,} "
+                    f"unchanged, reject {lines['rejected']:,} rows; would create {created['suppliers']:,} suppliers, "
+                    f"{created['materials']:,} materials, {created['purchase_orders']:,} purchase orders"
+                    + (f"; {report['conflicts']:,} conflicts" if report["conflicts"] else "")
+                    if report["status"] == "would_load"
+                    else f"{report['status'].replace('_', ' ')}: {report['error']}"
+                )
+            )
+            for change in report["changes"]:
+                percent = f" ({change['change_percent']}%)" if change["change_percent"] is not None else ""
+                self.stdout.write(
+                    f"  PO {change['po_number']} line {change['line_number']} {change['field']}: "
+                    f"{change['old']} -> {change['new']}{percent}"
+                )
+            if lines["changed"] > len({(c["po_number"], c["line_number"]) for c in report["changes"]}):
+                self.stdout.write(f"  ... {lines['changed']:,} changed lines in all")
+        if failed:
+            raise CommandError(
+                "; ".join(f"{r['file']}: {r['status'].replace('_', ' ')} ({r['error']})" for r in failed), returncode=1
+            )
 
     # --- following -----------------------------------------------------------------------
 

@@ -1,0 +1,95 @@
+"""A PO line a file carries twice with other values, in different batches: a conflict, never
+a silent "last one wins".
+
+The later row is the one written (its batch's statement overwrites the earlier one's, under
+every policy: under `keep` and `review` the line is this upload's own by then, or its
+proposed change takes the later values), so the row issue goes on the earlier row and names
+the row taken, exactly as for a line repeated inside one batch (`pipeline._repeated_lines`);
+the review page lists both kinds as conflicts.
+
+What the upload has met is kept in numpy arrays, not Python objects (about 28 bytes a line:
+the (order id, line number) key, a hash of the values, the row and its unit price), in sorted
+chunks searched per batch, merged when they grow many."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .validation import WARNING
+
+KEYS = ["purchase_order_id", "line_number"]
+VALUES = ["material_id", "quantity", "unit_price", "total_price", "currency"]
+ISSUE_COLUMNS = ["row", "column", "value", "message", "severity"]
+MAX_CHUNKS = 16
+
+
+class _Chunk:
+    def __init__(self, keys: np.ndarray, hashes: np.ndarray, rows: np.ndarray, prices: np.ndarray) -> None:
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.hashes, self.rows, self.prices = keys[order], hashes[order], rows[order], prices[order]
+
+
+class RepeatedAcrossBatches:
+    def __init__(self) -> None:
+        self.chunks: list[_Chunk] = []
+
+    def check(self, lines: pd.DataFrame) -> pd.DataFrame:
+        """Row issues (warnings) for the lines of this batch an earlier batch carried with
+        other values; remembers this batch's lines for the next."""
+        if lines.empty:
+            return pd.DataFrame(columns=ISSUE_COLUMNS)
+        last = lines.drop_duplicates(KEYS, keep="last")
+        orders = last["purchase_order_id"].to_numpy(dtype=np.int64)
+        if orders.max() >= 1 << 31:  # the key below would not be exact
+            return pd.DataFrame(columns=ISSUE_COLUMNS)
+        keys = (orders.astype(np.uint64) << np.uint64(32)) | last["line_number"].to_numpy(dtype=np.uint64)
+        hashes = pd.util.hash_pandas_object(last[VALUES].astype(str), index=False).to_numpy()
+        rows = last["source_row"].to_numpy(dtype=np.int64)
+        prices = pd.to_numeric(last["unit_price"], errors="coerce").to_numpy(dtype=np.float64)
+        found: list[tuple[int, int, float]] = []  # (position in `last`, earlier row, earlier price)
+        seen = np.zeros(len(keys), dtype=bool)
+        for chunk in self.chunks:
+            at = np.searchsorted(chunk.keys, keys)
+            at[at == len(chunk.keys)] = 0
+            hit = (chunk.keys[at] == keys) & ~seen if len(chunk.keys) else np.zeros(len(keys), dtype=bool)
+            if not hit.any():
+                continue
+            where = np.flatnonzero(hit)
+            differs = where[chunk.hashes[at[where]] != hashes[where]]
+            found.extend(zip(differs.tolist(), chunk.rows[at[differs]].tolist(), chunk.prices[at[differs]].tolist()))
+            # The later row is now the one a further repeat is compared with.
+            chunk.hashes[at[where]] = hashes[where]
+            chunk.rows[at[where]] = rows[where]
+            chunk.prices[at[where]] = prices[where]
+            seen |= hit
+        fresh = ~seen
+        if fresh.any():
+            self.chunks.append(_Chunk(keys[fresh], hashes[fresh], rows[fresh], prices[fresh]))
+        if len(self.chunks) > MAX_CHUNKS:
+            self.chunks = [_Chunk(*(np.concatenate([getattr(c, name) for c in self.chunks]) for name in _FIELDS))]
+        if not found:
+            return pd.DataFrame(columns=ISSUE_COLUMNS)
+        taken = last.iloc[[position for position, _, _ in found]]
+        return pd.DataFrame(
+            {
+                "row": [row for _, row, _ in found],
+                "column": "",
+                "value": [_price(price) for _, _, price in found],
+                "message": [
+                    f"PO {po} line {line} appears again in row {row} with other values; row {row} was taken "
+                    f"(unit price {_price(price)} here)."
+                    for po, line, row, (_, _, price) in zip(
+                        taken["po_number"], taken["line_number"], taken["source_row"], found, strict=True
+                    )
+                ],
+                "severity": WARNING,
+            }
+        )
+
+
+_FIELDS = ("keys", "hashes", "rows", "prices")
+
+
+def _price(value: float) -> str:
+    return "" if value != value else f"{value:g}"

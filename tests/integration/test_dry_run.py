@@ -1,0 +1,89 @@
+"""`manage.py ingest --dry-run`: what a load would do, on PostgreSQL, with nothing written
+(no upload row, no supplier, material or purchase order, no line, no stored file)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from ingestion import services
+from ingestion.models import (
+    LineVersion,
+    Material,
+    ProposedChange,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    RowIssue,
+    Supplier,
+    Upload,
+)
+from tests.helpers import order_price, wait_for_upload, write_changed_orders, write_orders
+
+ROWS = 300
+
+
+def state() -> tuple:
+    return (
+        Upload.objects.count(),
+        Supplier.objects.count(),
+        Material.objects.count(),
+        PurchaseOrder.objects.count(),
+        list(PurchaseOrderLine.objects.order_by("pk").values_list("pk", "unit_price", "updated_at")),
+        LineVersion.objects.count(),
+        ProposedChange.objects.count(),
+        RowIssue.objects.count(),
+        sorted(p.name for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()),
+    )
+
+
+def dry_run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("ingest", *args, "--user", "alice", "--dry-run", stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+@pytest.mark.usefixtures("live_worker")
+def test_a_dry_run_reports_new_changed_unchanged_and_rejected_and_writes_nothing(user, tmp_path):
+    base = wait_for_upload(services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "a.csv", ROWS)))
+    assert base.status == Upload.Status.COMPLETED
+    changed = {i: f"{order_price(i) + 10}" for i in range(0, ROWS, 15)}  # 20 rows
+    # 30 rows more: 3 new purchase orders; and one row with no price, rejected.
+    path = write_changed_orders(tmp_path / "b.csv", ROWS + 30, prices={**changed, ROWS + 29: ""})
+    before = state()
+
+    report = json.loads(dry_run(str(path), "--json"))
+
+    assert state() == before
+    assert report["status"] == "would_load"
+    assert report["dry_run"] is True
+    assert report["lines"] == {"new": 29, "changed": 20, "unchanged": ROWS - 20, "rejected": 1}
+    assert report["created"] == {"suppliers": 0, "materials": 0, "purchase_orders": 3}
+    # The first changes (all 20 here), each field as old -> new: the price, and the total with it.
+    assert len(report["changes"]) == 40
+    assert {c["field"] for c in report["changes"]} == {"unit_price", "total_price"}
+    first = report["changes"][0]
+    assert (first["po_number"], first["line_number"], first["field"]) == ("PO-000000", 1, "unit_price")
+    assert (first["old"], first["new"], first["change_percent"]) == ("1.250000", "11.250000", "800.00")
+
+    text = dry_run(str(path))
+    assert "dry run, nothing written: would load 29 new lines, change 20, leave 280 unchanged, reject 1 rows" in text
+    assert "would create 0 suppliers, 0 materials, 3 purchase orders" in text
+    assert "PO PO-000000 line 1 unit_price: 1.250000 -> 11.250000 (800.00%)" in text
+    assert state() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dry_run_of_a_file_that_would_fail_says_why_and_exits_1(user, tmp_path):
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "header-only.csv"
+    path.write_text("Vendor,SKU,PO,Qty,Price\n", encoding="utf-8")
+    before = state()
+    with pytest.raises(CommandError, match="would fail \\(The file has a header row but no data rows.\\)"):
+        dry_run(str(path), "--json")
+    assert state() == before
