@@ -152,7 +152,9 @@ def empty_tables() -> None:
     from ingestion.models import (
         LineVersion,
         Material,
+        ProposedChange,
         PurchaseOrder,
+        PurchaseOrderChange,
         PurchaseOrderLine,
         RowIssue,
         StagedLine,
@@ -162,7 +164,18 @@ def empty_tables() -> None:
 
     tables = [
         m._meta.db_table
-        for m in (LineVersion, PurchaseOrderLine, StagedLine, RowIssue, PurchaseOrder, Material, Supplier, Upload)
+        for m in (
+            LineVersion,
+            ProposedChange,
+            PurchaseOrderChange,
+            PurchaseOrderLine,
+            StagedLine,
+            RowIssue,
+            PurchaseOrder,
+            Material,
+            Supplier,
+            Upload,
+        )
     ]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")

@@ -49,14 +49,17 @@ def versions_after_upsert(written: str) -> tuple[str, int]:
     `id, purchase_order_id, line_number, material_id, quantity, unit_price, total_price,
     currency, inserted`: the versions its updated lines replace are closed, and a version is
     opened for every line it returned. Both see the statement's starting snapshot, so the
-    close never touches the versions opened beside it. Returns the SQL (to put after
+    close never touches the versions opened beside it. The close looks the updated lines up
+    as an array (an index scan per line): as a join, the planner, which cannot know how few
+    rows the upsert returns, merged the whole version index with them, at every batch (measured
+    on 300k versions and 5,000 changed lines: 474 ms as a join, 108 ms as an array). Returns the SQL (to put after
     `WITH written AS (...), `) and how many parameters it takes: valid_to, valid_from,
     upload id, user id, in that order."""
     versions = _table(LineVersion)
     orders = _table(PurchaseOrder)
     sql = (
-        f"closed AS (UPDATE {versions} v SET valid_to = %s FROM {written} w "
-        "WHERE v.line_id = w.id AND NOT w.inserted AND v.valid_to IS NULL), "
+        f"closed AS (UPDATE {versions} v SET valid_to = %s "
+        f"WHERE v.line_id = ANY(ARRAY(SELECT id FROM {written} WHERE NOT inserted)) AND v.valid_to IS NULL), "
         f"opened AS (INSERT INTO {versions} ({', '.join(VERSION_COLUMNS)}) "
         f"SELECT w.id, w.purchase_order_id, w.line_number, {', '.join('w.' + c for c in VALUE_COLUMNS)}, "
         "po.order_date, CASE WHEN w.inserted THEN 'created' ELSE 'updated' END, %s, NULL, %s::uuid, %s "

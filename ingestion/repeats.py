@@ -92,4 +92,9 @@ _FIELDS = ("keys", "hashes", "rows", "prices")
 
 
 def _price(value: float) -> str:
-    return "" if value != value else f"{value:g}"
+    """A unit price as a file writes it: at least two decimals, no trailing zeros past them."""
+    if value != value:
+        return ""
+    text = f"{value:.6f}".rstrip("0")
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"

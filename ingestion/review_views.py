@@ -83,6 +83,19 @@ def upload_review(request, upload_id):
 
 @login_required
 @require_GET
+def upload_review_summary(request, upload_id):
+    """The review page's summary and actions alone: the page fetches it again whenever the
+    upload's card changes, so decisions taken on another open page show here at once."""
+    upload = get_upload_or_404(request, upload_id)
+    return render(
+        request,
+        "ingestion/_review_summary.html",
+        {"upload": upload, "counts": selectors.review_counts(upload=upload)},
+    )
+
+
+@login_required
+@require_GET
 def upload_changes_json(request, upload_id):
     upload = get_upload_or_404(request, upload_id)
     page = Paginator(selectors.proposed_changes(upload=upload, **_filters(request)), CHANGES_PER_PAGE).get_page(

@@ -20,6 +20,7 @@ urlpatterns = [
     path("uploads/<uuid:upload_id>/cancel/", views.upload_cancel, name="upload-cancel"),
     path("uploads/<uuid:upload_id>/retry/", views.upload_retry, name="upload-retry"),
     path("uploads/<uuid:upload_id>/review/", review_views.upload_review, name="upload-review"),
+    path("uploads/<uuid:upload_id>/review/summary/", review_views.upload_review_summary, name="upload-review-summary"),
     path("uploads/<uuid:upload_id>/changes.json", review_views.upload_changes_json, name="upload-changes-json"),
     path("uploads/<uuid:upload_id>/apply/", review_views.upload_apply, name="upload-apply"),
     path("uploads/<uuid:upload_id>/load/", review_views.upload_load, name="upload-load"),

@@ -74,6 +74,8 @@
     var wasFinal = Intake.isFinal(current);
     morph(current, incoming);
     keepCancelling(current);
+    // Parts of the page that follow the upload (the review's summary) fetch themselves again.
+    current.dispatchEvent(new CustomEvent("intake:card-updated", { bubbles: true }));
     // Only if the focused control itself is gone (Cancel once the upload ended) does focus
     // move, and then to the card: never to another control a second Enter would press.
     if (hadFocus && !focused.isConnected) current.focus({ preventScroll: true });

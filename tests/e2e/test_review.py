@@ -85,3 +85,24 @@ def test_a_buyer_reviews_changed_prices_takes_those_within_5_percent_loads_and_r
     expect(page.locator("#revert")).to_have_count(0)
     assert prices() == before
     artifacts.take(page, "reverted.png")
+
+
+def test_decisions_taken_elsewhere_update_the_open_review_pages_summary(signed_in, tmp_path):
+    grace = signed_in("grace")
+    page = grace.page
+    user = get_user_model().objects.get(username="grace")
+    wait_for_upload(services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "may.csv", 30)))
+    upload = wait_for_upload(
+        services.create_upload_from_path(
+            owner=user, path=write_changed_orders(tmp_path / "june.csv", 30, prices=SMALL), on_existing="review"
+        )
+    )
+    assert upload.status == Upload.Status.AWAITING_REVIEW
+    page.goto(f"{grace.base_url}/uploads/{upload.pk}/review/")
+    expect(page.locator("#count-pending")).to_have_text("4")
+    expect(page.locator("#load")).to_be_disabled()
+    # Another page (the same service behind it) takes them all: this one follows, no reload.
+    services.apply_review(upload=upload, by=user, decision="all")
+    expect(page.locator("#count-taken")).to_have_text("4", timeout=15_000)
+    expect(page.locator("#count-pending")).to_have_text("0")
+    expect(page.locator("#load")).to_be_enabled()

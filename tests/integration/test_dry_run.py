@@ -52,8 +52,10 @@ def test_a_dry_run_reports_new_changed_unchanged_and_rejected_and_writes_nothing
     base = wait_for_upload(services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "a.csv", ROWS)))
     assert base.status == Upload.Status.COMPLETED
     changed = {i: f"{order_price(i) + 10}" for i in range(0, ROWS, 15)}  # 20 rows
-    # 30 rows more: 3 new purchase orders; and one row with no price, rejected.
-    path = write_changed_orders(tmp_path / "b.csv", ROWS + 30, prices={**changed, ROWS + 29: ""})
+    # 30 rows more: 3 new purchase orders; and one row whose price is not a number, rejected.
+    path = write_changed_orders(tmp_path / "b.csv", ROWS + 30, prices=changed)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("S0001,Supplier 1,M00001,Material 1,EA,PO-000099,2024-03-15,1,not-a-price,,USD\n")
     before = state()
 
     report = json.loads(dry_run(str(path), "--json"))
@@ -61,7 +63,7 @@ def test_a_dry_run_reports_new_changed_unchanged_and_rejected_and_writes_nothing
     assert state() == before
     assert report["status"] == "would_load"
     assert report["dry_run"] is True
-    assert report["lines"] == {"new": 29, "changed": 20, "unchanged": ROWS - 20, "rejected": 1}
+    assert report["lines"] == {"new": 30, "changed": 20, "unchanged": ROWS - 20, "rejected": 1}
     assert report["created"] == {"suppliers": 0, "materials": 0, "purchase_orders": 3}
     # The first changes (all 20 here), each field as old -> new: the price, and the total with it.
     assert len(report["changes"]) == 40
@@ -71,7 +73,7 @@ def test_a_dry_run_reports_new_changed_unchanged_and_rejected_and_writes_nothing
     assert (first["old"], first["new"], first["change_percent"]) == ("1.250000", "11.250000", "800.00")
 
     text = dry_run(str(path))
-    assert "dry run, nothing written: would load 29 new lines, change 20, leave 280 unchanged, reject 1 rows" in text
+    assert "dry run, nothing written: would load 30 new lines, change 20, leave 280 unchanged, reject 1 rows" in text
     assert "would create 0 suppliers, 0 materials, 3 purchase orders" in text
     assert "PO PO-000000 line 1 unit_price: 1.250000 -> 11.250000 (800.00%)" in text
     assert state() == before

@@ -136,13 +136,16 @@ def test_a_po_number_with_another_supplier_is_a_conflict_naming_both(user, tmp_p
     with mixed.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(HEADER)
-        for i, row in enumerate(order_rows(ROWS + 100, price_factor=2)):
-            row[0], row[1] = ("S0001", "Supplier S0001") if i < 10 or i >= ROWS else ("S0777", "Supplier S0777")
+        for i, row in enumerate(order_rows(ROWS + 300, price_factor=2)):
+            # Orders 1 to 9 (rows 10-99) come with another supplier; every price is new.
+            row[0], row[1] = ("S0777", "Supplier S0777") if 10 <= i < 100 else ("S0001", "Supplier S0001")
             writer.writerow(row)
     upload = load(user, mixed, on_existing="review")
-    assert upload.status == Upload.Status.AWAITING_REVIEW
-    assert upload.review_summary["conflicts"] == ROWS - 10
-    assert upload.review_summary["changed"] == 10  # the first order's lines, at new prices
+    assert upload.status == Upload.Status.AWAITING_REVIEW, upload.error_message
+    assert upload.review_summary["conflicts"] == 90
+    assert upload.review_summary["rejected"] == 90
+    assert upload.review_summary["changed"] == ROWS - 90  # the other existing lines, at new prices
+    assert upload.review_summary["new"] == 300
     from django.test import Client
 
     client = Client()

@@ -203,6 +203,39 @@ def test_a_line_twice_in_one_file_with_other_values_is_a_conflict_that_names_the
     assert (review.review_summary["changed"], review.review_summary["conflicts"]) == (1, 1)
 
 
+def test_a_line_twice_in_one_file_in_different_batches_is_a_conflict_too(user, tmp_path, service_env):
+    path = tmp_path / "far.csv"
+    batch = int(service_env["INGEST_BATCH_ROWS"])  # the worker's
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Supplier Code", "Material Number", "PO Number", "Line", "Qty", "Unit Price"])
+        writer.writerow(["S1", "M1", "PO-9", "1", "2", "10.00"])
+        for i in range(batch + 100):  # the repeat comes in a later batch
+            writer.writerow(["S1", "M1", f"PO-F{i // 10}", str(i % 10 + 1), "1", "3.00"])
+        writer.writerow(["S1", "M1", "PO-9", "1", "2", "12.50"])
+        writer.writerow(["S1", "M1", "PO-F0", "1", "1", "3.00"])  # the same values again: no conflict
+    last_row = batch + 100 + 3
+    upload = load(user, path, on_existing="update")
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    issue = RowIssue.objects.get(upload=upload)
+    assert (issue.row_number, issue.severity) == (2, "warning")
+    assert issue.message == (
+        f"PO PO-9 line 1 appears again in row {last_row} with other values; row {last_row} was taken "
+        "(unit price 10.00 here)."
+    )
+    assert PurchaseOrderLine.objects.get(purchase_order__po_number="PO-9", line_number=1).unit_price == Decimal("12.5")
+    # Under review the reload's conflict is counted in the summary and listed on the page.
+    path2 = tmp_path / "far2.csv"
+    path2.write_text(path.read_text().replace("12.50", "13.00"))
+    review = load(user, path2, on_existing="review")
+    assert review.status == Upload.Status.AWAITING_REVIEW
+    assert review.review_summary["conflicts"] == 1
+    client = Client()
+    client.force_login(user)
+    page = client.get(reverse("upload-review", args=[review.pk])).content.decode()
+    assert f"PO PO-9 line 1 appears again in row {last_row}" in page
+
+
 def test_review_endpoints_are_owner_only_csrf_checked_and_say_what_changes(user, other_user, tmp_path):
     load(user, write_orders(tmp_path / "a.csv", 20))
     upload = load(user, write_changed_orders(tmp_path / "b.csv", 20, prices={4: "9.00"}), on_existing="review")
