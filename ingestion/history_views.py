@@ -36,6 +36,7 @@ def line_detail(request, line_id):
             "po_number": line.purchase_order.po_number if line else None,
             "line_number": line.line_number if line else (first.line_number if first else None),
             "history": list(reversed(history)),  # newest first on the page
+            "order_changes": selectors.order_changes(purchase_order_id=line.purchase_order_id) if line else [],
         },
     )
 
@@ -67,6 +68,20 @@ def line_history_json(request, line_id):
                     "user": entry["user"],
                 }
                 for entry in history
+            ],
+            "order_changes": [
+                {
+                    "kind": change.kind,
+                    "changed_at": change.changed_at.isoformat(),
+                    "old_order_date": change.old_order_date.isoformat() if change.old_order_date else None,
+                    "new_order_date": change.new_order_date.isoformat() if change.new_order_date else None,
+                    "old_currency": change.old_currency,
+                    "new_currency": change.new_currency,
+                    "upload_id": str(change.upload_id) if change.upload_id else None,
+                    "file": change.upload.original_name if change.upload else None,
+                    "user": change.user.get_username() if change.user else "",
+                }
+                for change in (selectors.order_changes(purchase_order_id=line.purchase_order_id) if line else [])
             ],
         }
     )

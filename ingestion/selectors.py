@@ -18,6 +18,7 @@ from .models import (
     Material,
     ProposedChange,
     PurchaseOrder,
+    PurchaseOrderChange,
     PurchaseOrderLine,
     RowIssue,
     Supplier,
@@ -144,6 +145,15 @@ def upload_summary(*, upload: Upload) -> dict:
 # --- line history -------------------------------------------------------------------------
 # Lines are the organization's shared data: every signed-in user may read any line and its
 # history (README: who may change shared prices).
+
+
+def order_changes(*, purchase_order_id) -> list[PurchaseOrderChange]:
+    """A purchase order's date and currency changes, newest first, with their upload and user."""
+    return list(
+        PurchaseOrderChange.objects.filter(purchase_order_id=purchase_order_id)
+        .select_related("upload", "user")
+        .order_by("-changed_at", "-id")
+    )
 
 
 def line_with_history(*, line_id) -> tuple[PurchaseOrderLine | None, list[dict]]:

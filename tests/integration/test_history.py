@@ -110,6 +110,7 @@ def test_the_line_page_and_its_json_show_who_when_and_which_file(user, other_use
             }
             for version, upload in zip(versions, [first, second], strict=True)
         ],
+        "order_changes": [],  # the same order date both times: its order never changed
     }
     assert [v["unit_price"] for v in data["versions"]] == ["4.250000", "99.500000"]
 

@@ -22,6 +22,7 @@ from ingestion.models import (
     Supplier,
     Upload,
 )
+from ingestion.signals import lines_changed
 from tests.helpers import HEADER, order_rows, real_file, wait_for_upload, write_orders
 
 pytestmark = pytest.mark.usefixtures("live_worker")
@@ -81,6 +82,18 @@ def test_a_different_order_date_follows_the_policy(user, tmp_path, policy):
             ("updated", dt.date(2024, 3, 15), dt.date(2024, 5, 2))
         }
         assert PurchaseOrderChange.objects.count() == 20
+        # The line's page and its history.json show its order's change, who and which file.
+        from django.test import Client
+
+        client = Client()
+        client.force_login(user)
+        line = PurchaseOrderLine.objects.order_by("pk").first()
+        page = client.get(f"/lines/{line.pk}/").content.decode()
+        assert "2024-03-15 → 2024-05-02" in page and "b.csv" in page
+        changes = client.get(f"/lines/{line.pk}/history.json").json()["order_changes"]
+        assert [(c["kind"], c["old_order_date"], c["new_order_date"], c["file"], c["user"]) for c in changes] == [
+            ("updated", "2024-03-15", "2024-05-02", "b.csv", "alice")
+        ]
     else:
         assert dates() == {dt.date(2024, 3, 15)}
         assert not PurchaseOrderChange.objects.exists()
@@ -219,6 +232,16 @@ def test_a_revert_puts_the_order_dates_back(user, tmp_path):
     load(user, write(tmp_path / "a.csv", ROWS))
     second = load(user, write(tmp_path / "b.csv", ROWS, date="2024-05-02"))
     assert dates() == {dt.date(2024, 5, 2)}
-    services.revert_upload(upload=second, by=user)
+    heard = []
+
+    def receiver(sender, upload, kind, **kwargs):
+        heard.append((upload.pk, kind))
+
+    lines_changed.connect(receiver, weak=False)
+    try:
+        services.revert_upload(upload=second, by=user)
+    finally:
+        lines_changed.disconnect(receiver)
+    assert heard == [(second.pk, "reverted")]
     assert dates() == {dt.date(2024, 3, 15)}
     assert PurchaseOrderChange.objects.filter(upload=second, kind="reverted").count() == 20
