@@ -221,9 +221,9 @@ def _load_batches(
             lines, conflicting = suppliers.split(
                 lines, supplier_header=columns.get("supplier_name") or columns.get("supplier_code", "")
             )
-            if len(conflicting):  # a PO number with another supplier: rejected, listed in the review
+            if len(conflicting):  # a PO number with another supplier: warned, listed in the review
                 issues = pd.concat([issues, conflicting], ignore_index=True)
-                validated.rejected += len(conflicting)
+                validated.warnings += len(conflicting)
                 tally.conflicts += len(conflicting)
             repeated = _repeated_lines(lines)
             if len(repeated):

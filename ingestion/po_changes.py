@@ -9,9 +9,10 @@ line's, and its supplier is part of its identity.
   the lines' own transaction just before it commits (PostgreSQL), so a cancelled load
   changes no order and the order rows are locked only for that last statement.
 - A PO number arriving with another supplier than its order's (`SupplierCheck`) is a
-  conflict, never a merge: under every policy those rows are rejected with an error naming
-  both suppliers (loading them would put one supplier's prices on another's order), and the
-  review page lists them.
+  conflict, never a silent merge: under every policy each of those rows gets a warning
+  naming both suppliers, the review page lists them and its summary counts them. The rows
+  load (into the existing order, under the policy like any line): the order keeps its
+  supplier, the lines' history keeps every value they replace, and a revert takes them back.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 from django.db import connection
 
 from .models import ProposedChange, PurchaseOrder, PurchaseOrderChange, Supplier, Upload
-from .validation import ERROR
+from .validation import WARNING
 
 SUPPLIER_CONFLICT = "belongs to supplier"  # in the message of every supplier-conflict row issue
 ISSUE_COLUMNS = ["row", "column", "value", "message", "severity"]
@@ -43,7 +44,8 @@ class SupplierCheck:
         self.checked: set[int] = set()
 
     def split(self, lines: pd.DataFrame, *, supplier_header: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The batch's lines to load, and row issues (errors) for those of conflicting orders."""
+        """The batch's lines (all of them: they load) and a row issue (a warning naming both
+        suppliers) for each line of a conflicting order."""
         if lines.empty:
             return lines, pd.DataFrame(columns=ISSUE_COLUMNS)
         firsts = lines.drop_duplicates("purchase_order_id", keep="first")
@@ -64,14 +66,15 @@ class SupplierCheck:
                 "value": [names.get(theirs, "") for _, theirs in pairs],
                 "message": [
                     f"PO {po} {SUPPLIER_CONFLICT} {names.get(ours, '')!r}; this file gives it {names.get(theirs, '')!r}. "
-                    "A PO number with another supplier is a conflict: the row was not loaded (check the PO number "
-                    "or the supplier)."
+                    f"A PO number with another supplier is a conflict: the row was loaded into the order of "
+                    f"{names.get(ours, '')!r}, its history keeps what it replaced (check the PO number or the "
+                    "supplier; revert the upload to take it back)."
                     for po, (ours, theirs) in zip(other["po_number"], pairs, strict=True)
                 ],
-                "severity": ERROR,
+                "severity": WARNING,
             }
         )
-        return lines.drop(index=other.index), issues
+        return lines, issues
 
     def _check(self, file_suppliers: dict[int, int]) -> None:
         ids = list(file_suppliers)
