@@ -67,11 +67,23 @@ def test_the_scms_file_resolves_its_price_by_the_total_and_loads_without_asking(
         assert "<strong>managed by</strong>: not a known field" in html
     assert Supplier.objects.count() == 73
     assert PurchaseOrder.objects.count() == 6233
+    # Every line's unit price is its row's Pack Price: without a line-number column, a
+    # line's number is its row's place among its purchase order's rows in the file.
+    pack: dict[tuple[str, int], Decimal] = {}
+    rows_of: dict[str, int] = {}
     with real_file(SCMS).open(newline="", encoding="utf-8") as handle:
-        pack = {(row["po / so #"], Decimal(row["pack price"])) for row in csv.DictReader(handle)}
-    loaded = set(PurchaseOrderLine.objects.values_list("purchase_order__po_number", "unit_price"))
-    assert {(po, price.normalize()) for po, price in loaded} == {(po, price.normalize()) for po, price in pack}
-    assert PurchaseOrderLine.objects.count() == 10324
+        for row in csv.DictReader(handle):
+            po = row["po / so #"]
+            rows_of[po] = rows_of.get(po, 0) + 1
+            pack[(po, rows_of[po])] = Decimal(row["pack price"]).normalize()
+    loaded = {
+        (po, line): price.normalize()
+        for po, line, price in PurchaseOrderLine.objects.values_list(
+            "purchase_order__po_number", "line_number", "unit_price"
+        )
+    }
+    assert len(loaded) == 10324
+    assert loaded == pack
 
 
 def test_the_scms_file_without_its_total_asks_which_price(user, tmp_path):

@@ -14,6 +14,7 @@ from ingestion import services
 from ingestion.mapping_step import plan_json
 from ingestion.models import MappingProfile, Upload
 from ingestion.suggestions import suggest
+from tests.integration.test_pages import inline_parts
 
 pytestmark = pytest.mark.django_db
 
@@ -131,6 +132,7 @@ def test_a_profile_is_edited_with_the_mapping_form_and_previewed_against_its_las
     assert '<span class="sample">Acme</span>' in page
     assert '<option value="quantity" selected>quantity *</option>' in page
     assert "the last of your files that used this profile" in page and upload.original_name in page
+    assert inline_parts(page).found == []  # the strict CSP: no inline script, style or handler
 
     # The preview follows a choice, on the last file's first rows.
     query = {f"hdr-{i}": h for i, h in enumerate(HEADERS)} | {f"col-{i}": CHOICE[h] for i, h in enumerate(HEADERS)}
