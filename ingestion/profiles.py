@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from .columns import REQUIRED_GROUPS, normalize_header
 from .models import MappingProfile, Upload
+from .suggestions import FIELD_LABELS
 
 
 class ProfileRejected(ValueError):
@@ -42,7 +43,10 @@ def lacking(profile: MappingProfile, headers: list[str]) -> list[str]:
     missing: list[str] = []
     for group in REQUIRED_GROUPS:
         if not any(f in have for f in group):
-            missing += [n for n, f in profile.mapping.items() if f in group and n not in present] or [group[0]]
+            # a profile without a column for the group (never saved so) names the field
+            missing += [n for n, f in profile.mapping.items() if f in group and n not in present] or [
+                " or ".join(FIELD_LABELS[f] for f in group)
+            ]
     return missing
 
 
