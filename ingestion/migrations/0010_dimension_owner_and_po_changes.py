@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ingestion', '0008_upload_statuses_review_and_mapping'),
+        ('ingestion', '0009_spend_lines'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
