@@ -76,7 +76,10 @@ class SupplierMonth(models.Model):
     lines = models.BigIntegerField()
 
     class Meta:
-        indexes = [models.Index(fields=["currency", "month"], name="suppliermonth_currency_month")]
+        indexes = [
+            models.Index(fields=["currency", "month"], name="suppliermonth_currency_month"),
+            models.Index(fields=["supplier_id"], name="suppliermonth_supplier"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.month} {self.supplier_id} {self.currency}"

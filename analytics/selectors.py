@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import Count, DecimalField, ExpressionWrapper, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Abs, TruncMonth
 
-from ingestion.models import Material, PurchaseOrderLine, Supplier, Upload
+from ingestion.models import LineVersion, Material, PurchaseOrderLine, Supplier, Upload
 
 from .filters import LineFilter
 from .models import (
@@ -377,6 +377,34 @@ def material_prices(*, material: Material, line_filter: LineFilter) -> dict:
         "note": "Prices are shown in the currency of each line; no currency is converted.",
         "currencies": groups,
     }
+
+
+MATERIAL_CHANGES = 50
+
+
+def material_changes(*, material: Material, limit: int = MATERIAL_CHANGES) -> list[dict]:
+    """The latest changes to the material's lines (their versions after the first: updates,
+    reverts), newest first, at most `limit`: found through the material's lines (index on
+    material) and their versions (index on line)."""
+    versions = (
+        LineVersion.objects.filter(line_id__in=all_lines().filter(material_id=material.pk).values("id"))
+        .exclude(kind=LineVersion.Kind.CREATED)
+        .select_related("upload")
+        .order_by("-valid_from", "-id")[:limit]
+    )
+    found = list(versions)
+    po_numbers: dict[int, str] = dict(
+        all_lines().filter(pk__in=[v.line_id for v in found]).values_list("id", "purchase_order__po_number")
+    )
+    return [
+        {
+            "version": v,
+            "line_id": v.line_id,
+            "po_number": po_numbers.get(v.line_id),
+            "line_number": v.line_number,
+        }
+        for v in found
+    ]
 
 
 def _wavg(row: Mapping[str, Any]) -> str | None:

@@ -66,6 +66,7 @@ def overview(request):
             "counts": selectors.overview_counts(line_filter=line_filter),
             "uploads": selectors.latest_uploads(user=request.user),
             "charts": {by: _spend_chart(spend[by], by) for by in selectors.SPEND_GROUPS},
+            "freshness": selectors.freshness(),
         },
     )
 
@@ -100,6 +101,8 @@ def material(request, material_id: int):
                 "currency": comparison["currency"],
                 "suppliers": comparison["suppliers"],
             },
+            "changes": selectors.material_changes(material=material),
+            "freshness": selectors.freshness(),
         },
     )
 
@@ -114,7 +117,14 @@ def outliers(request):
     return render(
         request,
         "analytics/outliers.html",
-        {"filter": line_filter, "outliers": found, "page": page, "pages": pages, "since": now_seq()},
+        {
+            "filter": line_filter,
+            "outliers": found,
+            "page": page,
+            "pages": pages,
+            "since": now_seq(),
+            "freshness": selectors.freshness(),
+        },
     )
 
 
@@ -128,7 +138,14 @@ def variance(request):
     return render(
         request,
         "analytics/variance.html",
-        {"filter": line_filter, "data": data, "page": page, "pages": pages, "since": now_seq()},
+        {
+            "filter": line_filter,
+            "data": data,
+            "page": page,
+            "pages": pages,
+            "since": now_seq(),
+            "freshness": selectors.freshness(),
+        },
     )
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from analytics import selectors, summaries
 from analytics.filters import LineFilter
@@ -149,6 +152,17 @@ def test_load_reload_and_revert_keep_the_summaries_equal_to_the_lines(user, tmp_
     assert after != first
     assert after[str(LineFilter())]["counts"]["lines"] == 430
     assert LineOutlier.objects.count() == after[str(LineFilter())]["outliers"].total >= 3
+
+    # The material page lists the changes to its lines, newest first, with their new price.
+    material = Material.objects.get(code="M00000")
+    changes = selectors.material_changes(material=material)
+    assert {(c["po_number"], c["line_number"], c["version"].unit_price) for c in changes} == {
+        (f"PO-{i // 10:06d}", i % 10 + 1, Decimal(changed[i])) for i in changed if i % 50 == 0
+    }
+    client = Client()
+    client.force_login(user)
+    page = client.get(reverse("analytics-material", args=[material.pk])).content.decode()
+    assert 'id="material-changes"' in page and page.count('class="version-row"') == len(changes) > 0
 
     # The revert: back to the first load's figures, exactly.
     services.revert_upload(upload=second, by=user)
