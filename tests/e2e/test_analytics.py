@@ -11,8 +11,15 @@ from playwright.sync_api import expect
 
 from ingestion import services
 from ingestion.models import Material, PurchaseOrderLine, Upload
-from tests.e2e.test_page import RECORD_CSP_VIOLATIONS, STRICT_CSP, enforce_csp
-from tests.helpers import create_lines, price_rows, wait_for_upload, write_orders
+from tests.helpers import (
+    RECORD_CSP_VIOLATIONS,
+    STRICT_CSP,
+    create_lines,
+    enforce_csp,
+    price_rows,
+    wait_for_upload,
+    write_orders,
+)
 
 pytestmark = pytest.mark.e2e
 
