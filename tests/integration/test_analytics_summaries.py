@@ -95,16 +95,21 @@ def test_summaries_answer_exactly_what_the_lines_answer_for_every_filter():
 
 
 @pytest.mark.django_db
-def test_a_queued_refresh_sends_the_pages_to_the_lines_until_it_is_done():
+def test_a_queued_refresh_sends_the_pages_to_the_lines_until_it_is_done(client, user):
     create_lines(price_rows())
     summaries.refresh()
+    client.force_login(user)
+    pages = [reverse(name) for name in ("analytics-overview", "analytics-outliers", "analytics-variance")]
+    assert all('id="figures-updating"' not in client.get(url).content.decode() for url in pages)
     summaries.mark_pending()
     assert selectors.freshness() == "updating"
     with CaptureQueriesContext(connection) as queries:
         selectors.spend(line_filter=LineFilter(), by="supplier")
     assert [q for q in queries.captured_queries if 'FROM "ingestion_purchaseorderline"' in q["sql"]]
+    assert all('id="figures-updating"' in client.get(url).content.decode() for url in pages)
     summaries.refresh(queued=True)
     assert selectors.freshness() == "ready"
+    assert 'id="figures-updating"' not in client.get(pages[0]).content.decode()
 
 
 def wait_until_refreshed(timeout: float = 60) -> None:
