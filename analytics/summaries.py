@@ -296,6 +296,7 @@ def forget_pending() -> None:
 
 
 def give_up() -> None:
-    """A refresh could not be queued: the summaries are not to be trusted until
-    `manage.py refresh_analytics` (or the next refresh) rebuilds them whole."""
-    SummaryState.objects.filter(pk=1).update(built_at=None)
+    """A pending refresh could not be queued, or failed: it is no longer pending, and the
+    summaries are not to be trusted until the next refresh (which then rebuilds them whole)
+    or `manage.py refresh_analytics`."""
+    SummaryState.objects.filter(pk=1).update(built_at=None, pending=Greatest(F("pending") - 1, Value(0)))
