@@ -3,7 +3,8 @@ VarianceGroup) equal to the lines, set-based in PostgreSQL.
 
 `refresh(upload_id=None)` rebuilds everything; with an upload, only the suppliers and
 materials its lines touched, now or in any version it wrote (a revert or a reload can move a
-line off a material, and a line never changes purchase order, whose supplier never changes).
+line off a material, and a line never changes purchase order, whose supplier never changes);
+without line history (INGEST_LINE_HISTORY=0) every refresh is whole.
 Each refresh holds one advisory lock, so two never interleave, and runs in one transaction,
 so a page reads either the old summaries or the new ones. The default variance period moves
 with the latest order date, so its groups are always rebuilt whole.
@@ -22,6 +23,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from ingestion.line_history import history_enabled
 from ingestion.models import LineVersion, Material, PurchaseOrder, PurchaseOrderLine
 
 from .models import (
@@ -259,7 +261,9 @@ def refresh(*, upload_id=None, queued: bool = False) -> dict:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
         state, _ = SummaryState.objects.select_for_update().get_or_create(pk=1)
-        whole = upload_id is None or state.built_at is None
+        # Without line history a reload that moved a line to another material leaves no
+        # trace of the old one: then every refresh is whole.
+        whole = upload_id is None or state.built_at is None or not history_enabled()
         scope = Scope() if whole else scope_of_upload(upload_id=upload_id)
         with connection.cursor() as cursor:
             _refresh_spend(cursor, scope)
