@@ -195,6 +195,10 @@ class SummaryState(models.Model):
     pending = models.IntegerField(default=0)
     refreshed_at = models.DateTimeField(null=True, blank=True)
     variance_to = models.DateField(null=True, blank=True)
+    # The default variance period's groups, counted and summed per currency (exact decimal
+    # strings) when they are stored: the unfiltered page needs no pass over them.
+    variance_count = models.IntegerField(default=0)
+    variance_totals = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"built {self.built_at}, {self.pending} pending"

@@ -7,9 +7,12 @@ measure, part of its identity)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -62,15 +65,57 @@ def filtered_lines(*, line_filter: LineFilter) -> QuerySet[PurchaseOrderLine]:
 # --- summaries (analytics.summaries keeps them equal to the lines) ---------------------------
 
 
+_STATE: ContextVar[dict | None] = ContextVar("analytics_summary_state", default=None)
+
+
+def _summary_state() -> dict:
+    """SummaryState's row (read once per request inside `one_state_per_request`)."""
+    held = _STATE.get()
+    if held is not None:
+        return held
+    if not on_postgresql():
+        return {}
+    row = (
+        SummaryState.objects.filter(pk=1)
+        .values("built_at", "pending", "variance_to", "variance_count", "variance_totals")
+        .first()
+    )
+    return dict(row) if row else {}
+
+
+@contextmanager
+def one_state_per_request():
+    """Read the summaries' state once for all the queries of one page (a view wraps itself
+    in it): the page is then read from one side, summaries or lines, and pays one lookup."""
+    token = _STATE.set(_summary_state())
+    try:
+        yield
+    finally:
+        _STATE.reset(token)
+
+
+def reads_summaries(view):
+    """A view decorator: the view's queries share one read of the summaries' state."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        with one_state_per_request():
+            return view(*args, **kwargs)
+
+    return wrapped
+
+
 def freshness() -> str:
     """ "ready": the summaries may be read; "updating": a refresh is queued, the pages read
     the lines meanwhile (and say so); "lines": no summaries (SQLite, or never built)."""
-    if not on_postgresql():
-        return "lines"
-    state = SummaryState.objects.filter(pk=1).values("built_at", "pending").first()
+    state = _summary_state()
     if not state or state["built_at"] is None:
         return "lines"
     return "updating" if state["pending"] > 0 else "ready"
+
+
+def _unfiltered(line_filter: LineFilter) -> bool:
+    return line_filter == LineFilter()
 
 
 def _month_aligned(line_filter: LineFilter) -> bool:
@@ -634,7 +679,9 @@ def variance_period(*, line_filter: LineFilter) -> tuple[date, date, date, date]
     date_to = line_filter.date_to
     if date_to is None:
         latest_of = line_filter.with_(date_from=None)
-        if _by_month_summary(latest_of):
+        if _unfiltered(latest_of) and freshness() == "ready" and _summary_state()["variance_to"]:
+            date_to = _summary_state()["variance_to"]  # the latest order date of all lines
+        elif _by_month_summary(latest_of):
             date_to = _spend_months(latest_of, by="last_day").aggregate(last=Max("last_day"))["last"]
         else:
             date_to = filtered_lines(line_filter=latest_of).aggregate(last=Max("purchase_order__order_date"))["last"]
@@ -665,17 +712,22 @@ def variance(*, line_filter: LineFilter, page: int = 1, per_page: int = OUTLIERS
     }
     stored = _stored_variance_groups(line_filter=line_filter, date_to=date_to)
     if stored is not None:
-        totals = {
-            row["currency"]: row["amount"]
-            for row in stored.values("currency").annotate(amount=Sum("variance")).order_by("currency")
-        }
+        if _unfiltered(line_filter):  # summed when the groups were stored
+            totals = {c: Decimal(v) for c, v in _summary_state()["variance_totals"].items()}
+            count = _summary_state()["variance_count"]
+        else:
+            totals = {
+                row["currency"]: row["amount"]
+                for row in stored.values("currency").annotate(amount=Sum("variance")).order_by("currency")
+            }
+            count = stored.count()
         chosen = stored.order_by(Abs("variance").desc(), "supplier_id", "material_id", "currency")[
             (page - 1) * per_page : page * per_page
         ]
         return dict(
             head,
             variance_by_currency={c: money(v) for c, v in totals.items()},
-            total=stored.count(),
+            total=count,
             results=[_strip(_variance_row(g)) for g in _named_groups([dict(g) for g in chosen.values()])],
         )
     rows: list[dict[str, Any]] = []
@@ -734,7 +786,7 @@ def _stored_variance_groups(*, line_filter: LineFilter, date_to: date) -> QueryS
         or line_filter.q
         or line_filter.purchase_order
         or freshness() != "ready"
-        or not SummaryState.objects.filter(pk=1, variance_to=date_to).exists()
+        or _summary_state()["variance_to"] != date_to
     ):
         return None
     found = VarianceGroup.objects.order_by()

@@ -19,7 +19,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import F, Value
+from django.db.models import F, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -272,8 +272,21 @@ def refresh(*, upload_id=None, queued: bool = False) -> dict:
             _refresh_outliers(cursor, scope)
             variance_to = _refresh_variance(cursor)
         _compute_variances()
+        totals = {
+            currency: str(amount)
+            for currency, amount in VarianceGroup.objects.order_by()
+            .values_list("currency")
+            .annotate(amount=Sum("variance"))
+            .values_list("currency", "amount")
+        }
         now = timezone.now()
-        updates: dict = {"refreshed_at": now, "variance_to": variance_to, "built_at": state.built_at or now}
+        updates: dict = {
+            "refreshed_at": now,
+            "variance_to": variance_to,
+            "variance_count": VarianceGroup.objects.count(),
+            "variance_totals": totals,
+            "built_at": state.built_at or now,
+        }
         if queued:
             updates["pending"] = Greatest(F("pending") - 1, Value(0))
         SummaryState.objects.filter(pk=1).update(**updates)

@@ -204,7 +204,7 @@ def main() -> None:
         history = json.loads(out.read_text())
     except (OSError, ValueError):
         history = {}
-    runs = history.get("runs") if isinstance(history, dict) and "runs" in history else ([history] if history else [])
+    runs = history["runs"] if isinstance(history.get("runs"), list) else ([history] if history else [])
     runs.append(
         {
             "lines": PurchaseOrderLine.objects.count(),
