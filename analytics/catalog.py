@@ -85,12 +85,15 @@ def lines(*, line_filter: LineFilter) -> QuerySet[PurchaseOrderLine]:
     return (
         line_filter.apply(PurchaseOrderLine.objects.all())
         .order_by("-purchase_order__order_date", "purchase_order__po_number", "line_number")
-        .values(*LINE_FIELDS, "upload_id")
+        .values(*LINE_FIELDS, "upload_id", "spend")
     )
 
 
 def line_rows(rows) -> list[dict]:
-    return [dict(line_record(row), total_price=row["total_price"], upload_id=row["upload_id"]) for row in rows]
+    return [
+        dict(line_record(row), total_price=row["total_price"], upload_id=row["upload_id"], spend=row["spend"])
+        for row in rows
+    ]
 
 
 def spend_by_currency(*, line_filter: LineFilter) -> list[dict]:
@@ -149,6 +152,7 @@ EXPORT_HEADER = [
     "Unit price",
     "Total price",
     "Currency",
+    "Spend line",  # "yes": money paid from a payments file (quantity and PO number given for every row)
 ]
 
 
@@ -170,4 +174,5 @@ def export_rows(*, line_filter: LineFilter):
             row["unit_price"],
             row["total_price"],
             row["currency"],
+            "yes" if row["spend"] else "",
         ]

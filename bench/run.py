@@ -836,6 +836,13 @@ def main(argv: list[str] | None = None) -> int:
         help="only what line history costs (bench/history.py): --sizes of the clean shape, first load and a "
         "reload with 10%% of the prices changed, with and without history; results in bench/history_results.json",
     )
+    parser.add_argument(
+        "--mapping",
+        action="store_true",
+        help="only what the mapping step costs (bench/mapping.py): --sizes of the erp shape, the plan and the "
+        "preview in-process, upload -> needs_mapping and -> first batch through a worker; results in "
+        "bench/mapping_results.json",
+    )
     args = parser.parse_args(argv)
 
     database_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -868,6 +875,29 @@ def main(argv: list[str] | None = None) -> int:
 
     user = bench_user()
     batch_rows = settings.INGEST_BATCH_ROWS
+    if args.mapping:
+        from bench import mapping
+
+        (DATA / "logs").mkdir(parents=True, exist_ok=True)
+        found = mapping.run(
+            user=user,
+            env=env,
+            sizes=args.sizes,
+            runs=args.runs,
+            seed=args.seed,
+            rebuild=args.rebuild,
+            timeout=args.timeout,
+            logs=DATA / "logs",
+        )
+        found["command"] = " ".join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+        found["machine"] = machine_info(database_url, redis_url)
+        found["machine"]["loadavg_at_start"] = [round(x, 2) for x in load_at_start]
+        found["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        out = ROOT / "bench" / "mapping_results.json"
+        previous = json.loads(out.read_text()) if out.exists() else []
+        out.write_text(json.dumps([*previous, found], indent=2, default=str) + "\n")
+        print(mapping.report(found))
+        return 0 if all(f["as_expected"] for f in found["files"]) else 1
     if args.history:
         from bench import history
 

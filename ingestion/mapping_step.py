@@ -14,7 +14,7 @@ from . import profiles
 from .models import Upload
 from .outcomes import NeedsMapping
 from .reading import Table
-from .suggestions import PREVIEW_ROWS, SAMPLE_ROWS, MappingPlan, samples_of, suggest
+from .suggestions import FIELD_LABELS, PREVIEW_ROWS, SAMPLE_ROWS, MappingPlan, samples_of, suggest
 
 
 def read_sample(table: Table) -> pd.DataFrame:
@@ -25,8 +25,8 @@ def read_sample(table: Table) -> pd.DataFrame:
 
 
 def constant_label(field: str) -> str:
-    """The column a constant stands in, as row issues name it."""
-    return f"(every row) {field}"
+    """The column a constant stands in, as row issues name it (in the buyer's words)."""
+    return f"(every row) {FIELD_LABELS.get(field, field)}"
 
 
 def with_constants(frame: pd.DataFrame, constants: dict[str, str], columns: dict[str, str]) -> pd.DataFrame:
@@ -49,7 +49,7 @@ def plan_upload(*, upload: Upload, table: Table) -> dict[str, str]:
         if named is not None:  # named with the upload (manage.py ingest --profile)
             fit = profiles.fit(named, headers)
             if fit is None:
-                note = f"The file lacks a column profile '{named.name}' needs"
+                note = profiles.not_fitting_note(named, headers)
                 upload.profile = None
         else:
             fit = profiles.find_for(headers)
@@ -65,6 +65,10 @@ def plan_upload(*, upload: Upload, table: Table) -> dict[str, str]:
         note = f"Profile '{fit.profile.name}' did not fit this file: {plan.message()}"
         upload.profile = None
         plan = suggest(headers, sample, constants=constants)
+    if not plan.ready and not note and not explicit:  # a profile it nearly matches: say why not
+        note = profiles.closest_unfit_note(headers)
+    if upload.profile is not None:
+        _say_profile_columns(plan, upload.profile)
     upload.profile_note = note
     upload.mapping_plan = plan_json(plan, sample, profile=upload.profile.name if upload.profile else None)
     Upload.objects.filter(pk=upload.pk).update(
@@ -85,6 +89,19 @@ def plan_upload(*, upload: Upload, table: Table) -> dict[str, str]:
         if field not in columns and str(constants[field]).strip():
             columns[field] = constant_label(field)
     return columns
+
+
+def _say_profile_columns(plan: MappingPlan, profile) -> None:
+    """A column a profile leaves out is not 'ignored by choice' on this file: say whose."""
+    from .columns import normalize_header
+
+    for header, why in plan.unused.items():
+        if why != "ignored by choice":
+            continue
+        if normalize_header(header) in profile.mapping:
+            plan.unused[header] = f"ignored by profile '{profile.name}'"
+        else:
+            plan.unused[header] = f"a new column, not in profile '{profile.name}'"
 
 
 def plan_json(plan: MappingPlan, sample: pd.DataFrame, *, profile: str | None) -> dict:

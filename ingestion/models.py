@@ -73,6 +73,11 @@ class PurchaseOrderLine(models.Model):
     upload = models.ForeignKey(
         "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="lines", db_constraint=False
     )
+    # A spend line: the upload that last wrote it gave a value for every row (a payments
+    # file's quantity 1, one PO number), so it records money paid, not a priced PO line.
+    # Set by `spend_lines` after a load or a revert; the line writers leave it to the
+    # database default.
+    spend = models.BooleanField(db_default=False, default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -81,6 +86,8 @@ class PurchaseOrderLine(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["purchase_order", "line_number"], name="unique_po_line"),
         ]
+        # Few lines are spend lines: a priced load finds the ones it overwrote at once.
+        indexes = [models.Index(fields=["upload"], condition=models.Q(spend=True), name="line_spend_upload")]
 
     def __str__(self) -> str:
         return f"{self.purchase_order_id}/{self.line_number}"

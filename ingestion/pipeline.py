@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F
 
-from . import dimensions, line_writers, quality, review
+from . import dimensions, line_writers, quality, review, spend_lines
 from .mapping_step import constant_label, plan_upload, with_constants
 from .models import RowIssue, Upload
 from .outcomes import Cancelled, NeedsReview, PipelineError
@@ -73,6 +73,7 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
 
         upload.created_lines, upload.updated_lines = writer.finish(on_saving=saving)
         upload.unchanged_lines = max(0, tally.lines - upload.created_lines - upload.updated_lines - upload.kept_lines)
+    spend_lines.mark_written(upload=upload)
     try:
         _score(upload, counter)
     except DatabaseError:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import spend_lines
 from .models import LineVersion, PurchaseOrderLine, Upload
 
 WRITTEN = "('created', 'updated')"
@@ -101,6 +102,7 @@ def revert_lines(*, upload: Upload, user_id) -> tuple[int, int]:
             f"FROM {before} WHERE {lines}.id = b.line_id",
             [now, u],
         )
+        spend_lines.mark_lines(line_ids=LineVersion.objects.filter(upload_id=upload.pk).values("line_id"))
         # Created lines: recorded as removed, then gone.
         created = (
             f"SELECT line_id FROM {versions} WHERE upload_id = %s AND kind = 'created' AND line_id NOT IN "

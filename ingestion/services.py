@@ -219,15 +219,7 @@ def retry_upload(*, upload: Upload, by) -> Upload:
         task_id="",
         crashed_runs=0,  # the user asked again: a file that stopped its workers gets new tries
     )
-    # A file that failed on its rows (too many rejected, or strict) opens the mapping form
-    # with the choices it failed with, rather than failing the same way again. One whose
-    # worker kept dying, or that failed before its rows were read, is simply queued.
-    reopen = (
-        upload.status == Upload.Status.FAILED
-        and bool((upload.mapping_plan or {}).get("headers"))
-        and upload.rejected_rows > 0
-        and upload.crashed_runs == 0
-    )
+    reopen = failed_on_its_columns(upload)
     if reopen:
         fields.update(
             status=Upload.Status.NEEDS_MAPPING,
@@ -248,6 +240,24 @@ def retry_upload(*, upload: Upload, by) -> Upload:
     return upload
 
 
+def failed_on_its_columns(upload: Upload) -> bool:
+    """A failure the columns or options may have caused: rows rejected (too many of them,
+    or one under strict), which a wrong column or a wrong date order does. Its retry opens
+    the mapping form with the choices it failed with instead of failing the same way. One
+    whose worker kept dying, or that failed before its rows were read (a damaged file, an
+    outage), is simply queued again."""
+    return (
+        upload.status == Upload.Status.FAILED
+        and bool((upload.mapping_plan or {}).get("headers"))
+        and upload.crashed_runs == 0
+        and (
+            upload.rejected_rows > 0
+            # strict stops at the first rejected row, before the batch is counted
+            or RowIssue.objects.filter(upload=upload, severity=RowIssue.Severity.ERROR).exists()
+        )
+    )
+
+
 def _previous_choice(upload: Upload) -> dict[str, str]:
     """{header: field or ''} as the failed attempt loaded it."""
     plan = upload.mapping_plan or {}
@@ -260,6 +270,27 @@ def _previous_choice(upload: Upload) -> dict[str, str]:
 
 class MappingRejected(ValueError):
     """A mapping that still cannot load the file; the message says what is lacking."""
+
+
+def clean_options(*, currency: str, constants: dict | None) -> tuple[str, dict[str, str]]:
+    """The mapping form's default currency and its values for every row, checked: raises
+    MappingRejected with the reason in the buyer's words."""
+    from .suggestions import CONSTANT_FIELDS, FIELD_LABELS
+
+    currency = (currency or "").strip().upper()
+    if currency and not (len(currency) == 3 and currency.isalpha()):
+        raise MappingRejected(f"The default currency must be a three-letter code such as USD, not {currency!r}.")
+    fixed = {}
+    for field, value in (constants or {}).items():
+        if field not in CONSTANT_FIELDS:
+            raise MappingRejected(
+                f"Only the {', '.join(FIELD_LABELS[f] for f in CONSTANT_FIELDS)} can be given one value for every row."
+            )
+        if str(value).strip():
+            fixed[field] = str(value).strip()
+    if "currency" in fixed:
+        currency = currency or fixed.pop("currency").upper()
+    return currency, fixed
 
 
 def apply_mapping(
@@ -277,7 +308,7 @@ def apply_mapping(
     the same stored file, queued again. Raises MappingRejected (nothing changes) when the
     choice still lacks a required field or names a column twice."""
     from . import profiles
-    from .suggestions import CONSTANT_FIELDS, suggest
+    from .suggestions import suggest
 
     if upload.owner_id != getattr(by, "pk", None):
         raise PermissionDenied("Not your upload.")
@@ -287,17 +318,7 @@ def apply_mapping(
         clean = validate_explicit_mapping(mapping)
     except ValueError as exc:
         raise MappingRejected(str(exc)) from exc
-    currency = (currency or "").strip().upper()
-    if currency and not (len(currency) == 3 and currency.isalpha()):
-        raise MappingRejected(f"The default currency must be a three-letter code such as USD, not {currency!r}.")
-    fixed = {}
-    for field, value in (constants or {}).items():
-        if field not in CONSTANT_FIELDS:
-            raise MappingRejected(f"Only {', '.join(CONSTANT_FIELDS)} can be given one value for every row.")
-        if str(value).strip():
-            fixed[field] = str(value).strip()
-    if "currency" in fixed:
-        currency = currency or fixed.pop("currency").upper()
+    currency, fixed = clean_options(currency=currency, constants=constants)
     plan = upload.mapping_plan or {}
     headers = plan.get("headers") or list(clean)
     full = {h: clean.get(h, "") for h in headers}  # a column not chosen is ignored

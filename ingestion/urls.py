@@ -17,6 +17,7 @@ urlpatterns = [
     path("uploads/<uuid:upload_id>/profile/", views.upload_save_profile, name="upload-save-profile"),
     path("profiles/", views.profile_list, name="profile-list"),
     path("profiles/<int:profile_id>/", views.profile_edit, name="profile-edit"),
+    path("profiles/<int:profile_id>/preview/", views.profile_preview, name="profile-preview"),
     path("uploads/<uuid:upload_id>/cancel/", views.upload_cancel, name="upload-cancel"),
     path("uploads/<uuid:upload_id>/retry/", views.upload_retry, name="upload-retry"),
     path("uploads/<uuid:upload_id>/review/", review_views.upload_review, name="upload-review"),

@@ -281,7 +281,21 @@ def wanted_profile_name(request) -> str:
 
 
 def form_mapping(data, headers: list[str]) -> dict[str, str]:
-    return {h: data.get(f"col-{i}", "") for i, h in enumerate(headers)}
+    """{header: field} from the form's `col-<n>` selects; each names its column in `hdr-<n>`
+    (the profile page's columns may change between showing the form and posting it), else
+    the n-th of `headers`."""
+    mapping = {}
+    for i, header in enumerate(headers):
+        mapping[data.get(f"hdr-{i}", header)] = data.get(f"col-{i}", "")
+    i = len(headers)
+    while f"hdr-{i}" in data:
+        mapping[data[f"hdr-{i}"]] = data.get(f"col-{i}", "")
+        i += 1
+    return mapping
+
+
+def form_constants(data) -> dict[str, str]:
+    return {name: data.get(f"const_{name}", "") for name in ("quantity", "po_number")}
 
 
 @login_required
@@ -326,7 +340,7 @@ def upload_mapping_preview(request, upload_id):
         day_first=request.GET.get("day_first") in ("1", "on", "true"),
         decimal_comma=request.GET.get("decimal_comma") in ("1", "on", "true"),
         currency=request.GET.get("currency", "").strip().upper(),
-        constants={n: request.GET.get(f"const_{n}", "") for n in ("quantity", "po_number")},
+        constants=form_constants(request.GET),
     )
     return render(request, "ingestion/_mapping_preview.html", {"preview": preview})
 
@@ -470,14 +484,26 @@ def get_profile_or_404(profile_id):
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile_edit(request, profile_id):
-    """Rename, or (POST with `delete`) delete; GET shows the profile and its mapping."""
+    """GET shows the profile with its mapping form (the upload's form, previewed against the
+    last file that used it). POST saves that form (`edit_mapping`), deletes (`delete`), or
+    renames (`name`)."""
     profile = get_profile_or_404(profile_id)
     if request.method == "POST":
         if request.POST.get("delete"):
             profiles.delete_profile(profile=profile)
             return redirect("profile-list")
         try:
-            profiles.rename_profile(profile=profile, name=request.POST.get("name", ""))
+            if request.POST.get("edit_mapping"):
+                profiles.update_profile(
+                    profile=profile,
+                    mapping=form_mapping(request.POST, []),
+                    day_first=bool(form_flag(request, "day_first")),
+                    decimal_comma=bool(form_flag(request, "decimal_comma")),
+                    currency=request.POST.get("currency", ""),
+                    constants=form_constants(request.POST),
+                )
+            else:
+                profiles.rename_profile(profile=profile, name=request.POST.get("name", ""))
         except profiles.ProfileRejected as exc:
             return refuse(request, str(exc))
         return redirect("profile-edit", profile_id=profile.pk)
@@ -485,10 +511,32 @@ def profile_edit(request, profile_id):
 
 
 @login_required
+@require_GET
+def profile_preview(request, profile_id):
+    """The profile form's preview: the first rows of the last file that used the profile,
+    as the form's current choice would store them."""
+    profile = get_profile_or_404(profile_id)
+    _, plan, _ = profiles.form_columns(profile=profile, user=request.user)
+    if not plan:
+        raise Http404("The last file that used this profile is gone.")
+    preview = previews.preview(
+        plan=plan,
+        mapping=form_mapping(request.GET, []),
+        day_first=request.GET.get("day_first") in ("1", "on", "true"),
+        decimal_comma=request.GET.get("decimal_comma") in ("1", "on", "true"),
+        currency=request.GET.get("currency", "").strip().upper(),
+        constants=form_constants(request.GET),
+    )
+    return render(request, "ingestion/_mapping_preview.html", {"preview": preview})
+
+
+@login_required
 @require_POST
 def upload_save_profile(request, upload_id):
     """Save a completed upload's mapping as a profile, from its detail page."""
     upload = get_upload_or_404(request, upload_id)
+    if upload.status != Upload.Status.COMPLETED or not (upload.mapping_plan or {}).get("headers"):
+        return refuse(request, "Only the columns of a completed upload can be saved as a profile.", status=409)
     chosen = (upload.mapping_plan or {}).get("chosen") or {}
     used = {h: f for f, h in chosen.items()}
     mapping = {h: used.get(h, "") for h in (upload.mapping_plan or {}).get("headers", [])}

@@ -1,4 +1,5 @@
-/* The mapping form (templates/ingestion/_mapping_form.html), on a card or the detail page:
+/* The mapping form (templates/ingestion/_mapping_form.html), on a card, the detail page or a
+   profile's page (posted as a page there):
    - says beside a field what the choice still lacks (a required field left unmapped, two
      columns on one field) before anything is sent, and keeps Load off until it can load;
    - asks for the preview of the first rows whenever a choice changes (the latest answer wins);
@@ -127,6 +128,10 @@
   document.addEventListener("submit", function (evt) {
     var form = formOf(evt.target);
     if (!form) return;
+    if (form.getAttribute("data-submit") === "page") { // a profile's page: posted as a page
+      if (!check(form)) evt.preventDefault();
+      return;
+    }
     evt.preventDefault();
     submit(form);
   });

@@ -100,11 +100,20 @@
       if (form.elements.day_first.checked) options.day_first = "1";
       if (form.elements.strict.checked) options.strict = "1";
       if (form.elements.on_existing) options.on_existing = form.elements.on_existing.value;
+      var sent = 0;
       files.forEach(function (file) {
         var reason = checkFile(file);
         if (reason) problem(reason);
-        else send(file, options);
+        else { send(file, options); sent += 1; }
       });
+      // A mapping is for the files it was given with: the next file starts without it
+      // (its own columns are suggested, or its profile applies), never failing on this one's.
+      if (mapping && sent) {
+        form.elements.mapping.value = "";
+        var note = form.querySelector(".mapping-used");
+        if (note) note.textContent = "The column mapping above was used for " + sent + " file" +
+          (sent === 1 ? "" : "s") + " and cleared; the next file gets its own.";
+      }
     }
 
     function pendingItem(file) {

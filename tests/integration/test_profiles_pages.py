@@ -14,6 +14,7 @@ from ingestion import services
 from ingestion.mapping_step import plan_json
 from ingestion.models import MappingProfile, Upload
 from ingestion.suggestions import suggest
+from tests.integration.test_pages import inline_parts
 
 pytestmark = pytest.mark.django_db
 
@@ -98,4 +99,107 @@ def test_profiles_page_lists_renames_and_deletes(client, user, other_user):
     assert other.post(reverse("profile-edit", args=[profile.pk]), {"name": "Bestellungen DE"}).status_code == 302
     assert MappingProfile.objects.get().name == "Bestellungen DE"
     assert other.post(reverse("profile-edit", args=[profile.pk]), {"delete": "1"}).status_code == 302
+    assert not MappingProfile.objects.exists()
+
+
+def saved_profile(client, user) -> tuple[Upload, MappingProfile]:
+    """A completed upload of the HEADERS file, saved as profile 'Lieferanten' from its
+    detail page (which offers that form)."""
+    upload = waiting_upload(user)
+    plan = {**upload.mapping_plan, "chosen": {f: h for h, f in CHOICE.items()}}
+    Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.COMPLETED, mapping_plan=plan)
+    client.force_login(user)
+    detail = client.get(reverse("upload-detail", args=[upload.pk])).content.decode()
+    assert 'action="' + reverse("upload-save-profile", args=[upload.pk]) + '"' in detail
+    client.post(reverse("upload-save-profile", args=[upload.pk]), {"name": "Lieferanten"})
+    return upload, MappingProfile.objects.get(name="Lieferanten")
+
+
+def form_post(headers: list[str], choice: dict[str, str], **options) -> dict:
+    data = {"edit_mapping": "1", **options}
+    for i, header in enumerate(headers):
+        data[f"hdr-{i}"] = header
+        data[f"col-{i}"] = choice.get(header, "")
+    return data
+
+
+def test_a_profile_is_edited_with_the_mapping_form_and_previewed_against_its_last_file(client, user):
+    upload, profile = saved_profile(client, user)
+    page = client.get(reverse("profile-edit", args=[profile.pk])).content.decode()
+    # The upload's form: every column of the last file with its samples, pre-set to the profile.
+    assert 'class="mapping-form"' in page and 'data-submit="page"' in page
+    assert f'data-preview-url="{reverse("profile-preview", args=[profile.pk])}"' in page
+    assert '<span class="sample">Acme</span>' in page
+    assert '<option value="quantity" selected>quantity *</option>' in page
+    assert "the last of your files that used this profile" in page and upload.original_name in page
+    assert inline_parts(page).found == []  # the strict CSP: no inline script, style or handler
+
+    # The preview follows a choice, on the last file's first rows.
+    query = {f"hdr-{i}": h for i, h in enumerate(HEADERS)} | {f"col-{i}": CHOICE[h] for i, h in enumerate(HEADERS)}
+    html = client.get(reverse("profile-preview", args=[profile.pk]), query).content.decode()
+    assert "First 2 rows as they would be stored: 1 rejected" in html
+    assert '<td class="cell-error" title="Unit price is not a number.">abc</td>' in html
+
+    # Saving changes the mapping and the options; the signature (the files it serves) stays.
+    signature = profile.signature
+    changed = {**CHOICE, "Artikel": "material_code"}
+    answer = client.post(
+        reverse("profile-edit", args=[profile.pk]),
+        form_post(HEADERS, changed, currency="eur", day_first="1", const_quantity=""),
+    )
+    assert answer.status_code == 302
+    profile.refresh_from_db()
+    assert profile.mapping["artikel"] == "material_code" and profile.mapping["menge"] == "quantity"
+    assert (profile.currency, profile.day_first, profile.signature) == ("EUR", True, signature)
+
+    # A choice that could not load a file is refused with the reason, nothing saved.
+    answer = client.post(reverse("profile-edit", args=[profile.pk]), form_post(HEADERS, {**changed, "Menge": ""}))
+    assert answer.status_code == 400
+    assert answer.content.decode() == "The file has no quantity column."
+    profile.refresh_from_db()
+    assert profile.mapping["menge"] == "quantity"
+
+
+def test_a_profile_whose_last_file_is_gone_is_edited_without_a_preview(client, user, other_user):
+    upload, profile = saved_profile(client, user)
+    # Another user's file is not shown to them: no samples, no preview, still editable.
+    other = Client()
+    other.force_login(other_user)
+    page = other.get(reverse("profile-edit", args=[profile.pk])).content.decode()
+    assert "None of your stored files used this profile, so there is no preview" in page
+    assert "data-preview-url" not in page and '<span class="sample">' not in page
+    assert other.get(reverse("profile-preview", args=[profile.pk])).status_code == 404
+
+    # Housekeeping deleted the file: the page says so, lists the profile's own columns.
+    from ingestion.housekeeping import delete_expired_files
+
+    Upload.objects.filter(pk=upload.pk).update(finished_at="2000-01-01T00:00:00Z")
+    assert delete_expired_files(days=1)["files"] == 1
+    page = client.get(reverse("profile-edit", args=[profile.pk])).content.decode()
+    assert f"The last file that used this profile ({upload.original_name}) was deleted" in page
+    assert "data-preview-url" not in page
+    assert 'value="menge"' in page  # the profile's own (normalized) column names
+    assert client.get(reverse("profile-preview", args=[profile.pk])).status_code == 404
+    headers = list(profile.mapping)
+    choice = dict(profile.mapping) | {"preis": "total_price"}
+    assert client.post(reverse("profile-edit", args=[profile.pk]), form_post(headers, choice)).status_code == 302
+    profile.refresh_from_db()
+    assert profile.mapping["preis"] == "total_price"
+
+
+def test_the_mapped_with_profile_note_links_to_the_profile_page(client, user):
+    upload, profile = saved_profile(client, user)
+    Upload.objects.filter(pk=upload.pk).update(profile=profile, profile_note="new column 'X' not loaded")
+    html = client.get(reverse("upload-detail", args=[upload.pk])).content.decode()
+    link = reverse("profile-edit", args=[profile.pk])
+    assert f'Mapped with profile <a href="{link}">Lieferanten</a>: new column &#x27;X&#x27; not loaded' in html
+    assert f'<a class="muted" href="{link}">(change it)</a>' in html
+
+
+def test_only_a_completed_upload_saves_its_columns_as_a_profile(client, user):
+    upload = waiting_upload(user)
+    client.force_login(user)
+    answer = client.post(reverse("upload-save-profile", args=[upload.pk]), {"name": "Zu früh"})
+    assert answer.status_code == 409
+    assert answer.content.decode() == "Only the columns of a completed upload can be saved as a profile."
     assert not MappingProfile.objects.exists()
