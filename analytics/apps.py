@@ -7,3 +7,6 @@ class AnalyticsConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "analytics"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401 - connects the lines_changed receiver

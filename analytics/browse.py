@@ -30,6 +30,7 @@ def _lines_context(request, line_filter: LineFilter) -> dict:
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def supplier_list(request):
     q = (request.GET.get("q") or "").strip()[:100]
     return render(request, "analytics/browse/suppliers.html", {"page": _page(request, catalog.suppliers(q=q)), "q": q})

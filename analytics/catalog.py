@@ -1,6 +1,7 @@
 """Reads for the browse pages: suppliers, materials and purchase orders (lists with search
 and filters, one page each) and lines. Counts are correlated subqueries, so a page of 25
-suppliers costs 25 small index lookups, never a pass over every line."""
+suppliers costs 25 small index lookups (in the spend summary for a supplier's lines), never
+a pass over every line."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from django.db.models.functions import Coalesce
 from ingestion.models import Material, PurchaseOrder, PurchaseOrderLine, Supplier, Upload
 
 from .filters import LineFilter
-from .selectors import LINE_FIELDS, SPEND, line_record
+from .models import SupplierMonth
+from .selectors import LINE_FIELDS, SPEND, freshness, line_record
 
 
 def _count(queryset: QuerySet, outer: str) -> Coalesce:
@@ -21,13 +23,25 @@ def _count(queryset: QuerySet, outer: str) -> Coalesce:
 
 
 def suppliers(*, q: str = "") -> QuerySet[Supplier]:
+    """Line counts from the spend summary when it is fresh (a supplier's lines are
+    thousands of index lookups through its purchase orders), else from the lines."""
     found = Supplier.objects.all()
     if q:
         found = found.filter(Q(name__icontains=q) | Q(code__icontains=q))
-    return found.annotate(
-        po_count=_count(PurchaseOrder.objects.all(), "supplier"),
-        line_count=_count(PurchaseOrderLine.objects.all(), "purchase_order__supplier"),
-    ).order_by("name", "code", "pk")
+    if freshness() == "ready":
+        summed = (
+            SupplierMonth.objects.filter(supplier_id=OuterRef("pk"))
+            .order_by()
+            .values("supplier_id")
+            .annotate(n=Sum("lines"))
+            .values("n")
+        )
+        line_count: Coalesce = Coalesce(Subquery(summed, output_field=IntegerField()), 0)
+    else:
+        line_count = _count(PurchaseOrderLine.objects.all(), "purchase_order__supplier")
+    return found.annotate(po_count=_count(PurchaseOrder.objects.all(), "supplier"), line_count=line_count).order_by(
+        "name", "code", "pk"
+    )
 
 
 def materials(*, q: str = "", category: str = "") -> QuerySet[Material]:

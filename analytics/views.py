@@ -51,6 +51,7 @@ def _spend_rows(data: dict) -> list[list]:
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def overview(request):
     line_filter = LineFilter.from_query(request.GET)
     spend = {by: selectors.spend(line_filter=line_filter, by=by) for by in selectors.SPEND_GROUPS}
@@ -66,6 +67,7 @@ def overview(request):
             "counts": selectors.overview_counts(line_filter=line_filter),
             "uploads": selectors.latest_uploads(user=request.user),
             "charts": {by: _spend_chart(spend[by], by) for by in selectors.SPEND_GROUPS},
+            "freshness": selectors.freshness(),
         },
     )
 
@@ -80,6 +82,7 @@ def _spend_chart(data: dict, by: str) -> dict:
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def material(request, material_id: int):
     material = _material(material_id)
     line_filter = LineFilter.from_query(request.GET)
@@ -100,12 +103,15 @@ def material(request, material_id: int):
                 "currency": comparison["currency"],
                 "suppliers": comparison["suppliers"],
             },
+            "changes": selectors.material_changes(material=material),
+            "freshness": selectors.freshness(),
         },
     )
 
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def outliers(request):
     line_filter = LineFilter.from_query(request.GET)
     page = _page(request)
@@ -114,12 +120,20 @@ def outliers(request):
     return render(
         request,
         "analytics/outliers.html",
-        {"filter": line_filter, "outliers": found, "page": page, "pages": pages, "since": now_seq()},
+        {
+            "filter": line_filter,
+            "outliers": found,
+            "page": page,
+            "pages": pages,
+            "since": now_seq(),
+            "freshness": selectors.freshness(),
+        },
     )
 
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def variance(request):
     line_filter = LineFilter.from_query(request.GET)
     page = _page(request)
@@ -128,7 +142,14 @@ def variance(request):
     return render(
         request,
         "analytics/variance.html",
-        {"filter": line_filter, "data": data, "page": page, "pages": pages, "since": now_seq()},
+        {
+            "filter": line_filter,
+            "data": data,
+            "page": page,
+            "pages": pages,
+            "since": now_seq(),
+            "freshness": selectors.freshness(),
+        },
     )
 
 
@@ -137,12 +158,14 @@ def variance(request):
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def spend_json(request):
     return JsonResponse(selectors.spend(line_filter=LineFilter.from_query(request.GET), by=_by(request)))
 
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def prices_json(request, material_id: int):
     material = _material(material_id)
     return JsonResponse(selectors.material_prices(material=material, line_filter=LineFilter.from_query(request.GET)))
@@ -150,6 +173,7 @@ def prices_json(request, material_id: int):
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def suppliers_json(request, material_id: int):
     material = _material(material_id)
     return JsonResponse(
@@ -159,6 +183,7 @@ def suppliers_json(request, material_id: int):
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def outliers_json(request):
     found = selectors.outliers(line_filter=LineFilter.from_query(request.GET), page=_page(request))
     return JsonResponse({"total": found.total, "page": _page(request), "results": found.results})
@@ -166,6 +191,7 @@ def outliers_json(request):
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def variance_json(request):
     return JsonResponse(selectors.variance(line_filter=LineFilter.from_query(request.GET), page=_page(request)))
 
@@ -175,6 +201,7 @@ def variance_json(request):
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def spend_csv(request):
     by = _by(request)
     data = selectors.spend(line_filter=LineFilter.from_query(request.GET), by=by)
@@ -183,6 +210,7 @@ def spend_csv(request):
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def prices_csv(request, material_id: int):
     material = _material(material_id)
     data = selectors.material_prices(material=material, line_filter=LineFilter.from_query(request.GET))
@@ -225,6 +253,7 @@ COMPARISON_FIELDS = [
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def suppliers_csv(request, material_id: int):
     material = _material(material_id)
     data = selectors.supplier_comparison(material=material, line_filter=LineFilter.from_query(request.GET))
@@ -251,6 +280,7 @@ OUTLIER_FIELDS = [
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def outliers_csv(request):
     line_filter = LineFilter.from_query(request.GET)
     first = selectors.outliers(line_filter=line_filter, page=1, per_page=1)
@@ -276,6 +306,7 @@ VARIANCE_FIELDS = [
 
 @login_required
 @require_GET
+@selectors.reads_summaries
 def variance_csv(request):
     line_filter = LineFilter.from_query(request.GET)
     data = selectors.variance(line_filter=line_filter, page=1, per_page=10**9)

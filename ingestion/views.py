@@ -20,7 +20,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import previews, profiles, rejected, runner, selectors, services
+from . import issue_export, previews, profiles, rejected, runner, selectors, services
 from .cards import render_card, render_cards
 from .models import RowIssue, Upload
 
@@ -413,13 +413,12 @@ def upload_progress(request, upload_id):
 @login_required
 @require_GET
 def upload_issues_csv(request, upload_id):
+    """Each issue beside its row's PO number, supplier and material (issue_export)."""
     upload = get_upload_or_404(request, upload_id)
-    issues = selectors.row_issues(upload=upload).values_list("row_number", "column", "value", "message", "severity")
     writer = csv.writer(Echo(), quoting=csv.QUOTE_ALL)
 
     def lines():
-        yield writer.writerow(["row", "column", "value", "message", "severity"])
-        for row in issues.iterator(chunk_size=2000):
+        for row in issue_export.issue_rows(upload=upload):
             yield writer.writerow([neutralize(cell) for cell in row])
 
     filename = f"{Path(upload.original_name).stem or 'upload'}-issues.csv"

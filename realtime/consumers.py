@@ -119,9 +119,11 @@ class UploadsConsumer(AsyncWebsocketConsumer):
         self.session = session_tag(getattr(session, "session_key", None))
         query = parse_qs(self.scope.get("query_string", b"").decode())
         if query.get("watch", [None])[0] == "data":
-            # An analytics page: told only that new data arrived; it sends nothing.
-            self.watch_groups = [DATA_GROUP]
-            await self.channel_layer.group_add(DATA_GROUP, self.channel_name)
+            # An analytics page: told only that new data arrived; it sends nothing. It joins
+            # the user's sockets group too, so signing out closes it like an upload page.
+            self.watch_groups = [DATA_GROUP, user_sockets_group(user.pk)]
+            for group in self.watch_groups:
+                await self.channel_layer.group_add(group, self.channel_name)
             await self.accept()
             return
         upload_id = query.get("upload", [None])[0]

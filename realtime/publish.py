@@ -58,6 +58,18 @@ def data_changed_message(upload) -> dict:
     }
 
 
+def data_refreshed_message(*, seq: int) -> dict:
+    """For open analytics pages: the summaries they read were refreshed (after a load or a
+    revert), so a reload shows the new figures."""
+    return {
+        "type": "data.changed",
+        "upload_id": "data-refreshed",
+        "seq": seq,
+        "status": "refreshed",
+        "html": f'<div id="data-changed" data-changed="{seq}"></div>',
+    }
+
+
 class _Publisher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -168,3 +180,11 @@ def publish_upload(upload, *, final: bool | None = None) -> None:
         raise  # the task's time is up: that must reach the runner, not be logged away
     except Exception:  # noqa: BLE001 - a lost event must never fail a load or a request
         log.warning("Could not publish upload %s", getattr(upload, "pk", None), exc_info=True)
+
+
+def publish_data_changed(*, seq: int) -> None:
+    """Tell the open analytics pages that their figures changed. Never raises."""
+    try:
+        _publisher.publish(data_refreshed_message(seq=seq), [DATA_GROUP], final=True)
+    except Exception:  # noqa: BLE001 - a lost notice must never fail the refresh
+        log.warning("Could not announce the analytics refresh", exc_info=True)

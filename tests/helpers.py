@@ -283,3 +283,49 @@ def write_changed_orders(
 def order_price(index: int) -> Decimal:
     """The unit price `order_rows` gives row `index` (price_factor 1)."""
     return Decimal(f"{index % 13 + 1}.25")
+
+
+# --- the real SCMS file's mapping (its headers are not an ERP's usual ones) -------------------
+
+SCMS = "Supply_Chain_Shipment_Pricing_Data.csv"
+SCMS_MAPPING = {
+    "vendor": "supplier_name",
+    "item description": "material_description",
+    "po / so #": "po_number",
+    "line item quantity": "quantity",
+    "pack price": "unit_price",
+    "line item value": "total_price",
+    "po sent to vendor date": "order_date",
+}
+
+
+# --- browser pages under the strict Content-Security-Policy ---------------------------------
+
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+RECORD_CSP_VIOLATIONS = """
+(() => {
+  window.__csp = [];
+  document.addEventListener('securitypolicyviolation', (e) =>
+    window.__csp.push(`${e.effectiveDirective} ${e.blockedURI} ${e.sample || ''}`));
+})();
+"""
+
+
+def enforce_csp(context, seen: list[str]) -> None:
+    """Every page the browser loads carries the strict policy (the server's own, if it sends
+    one, is kept), whatever the server's settings."""
+
+    def handle(route):
+        if route.request.resource_type != "document":
+            route.continue_()
+            return
+        response = route.fetch(max_redirects=0)
+        headers = dict(response.headers)
+        headers.setdefault("content-security-policy", STRICT_CSP)
+        seen.append(headers["content-security-policy"])
+        route.fulfill(response=response, headers=headers)
+
+    context.route("**/*", handle)

@@ -11,8 +11,15 @@ from playwright.sync_api import expect
 
 from ingestion import services
 from ingestion.models import Material, PurchaseOrderLine, Upload
-from tests.e2e.test_page import RECORD_CSP_VIOLATIONS, STRICT_CSP, enforce_csp
-from tests.helpers import create_lines, price_rows, wait_for_upload, write_orders
+from tests.helpers import (
+    RECORD_CSP_VIOLATIONS,
+    STRICT_CSP,
+    create_lines,
+    enforce_csp,
+    price_rows,
+    wait_for_upload,
+    write_orders,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -90,3 +97,22 @@ def test_an_open_overview_says_new_data_when_anyones_upload_completes(signed_in,
     page.locator("#new-data a").click()
     expect(page.locator("#count-lines")).to_have_text("300")
     expect(page.locator("#new-data")).to_be_hidden()
+
+
+def test_an_overview_set_to_refresh_by_itself_shows_the_new_figures_without_a_click(signed_in, tmp_path):
+    buyer = signed_in("watcher")
+    page = buyer.page
+    page.goto(f"{buyer.base_url}/analytics/")
+    expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
+    expect(page.locator("#count-lines")).to_have_text("0")
+    box = page.locator("#auto-refresh")
+    expect(box).to_be_visible()
+    expect(box).not_to_be_checked()
+    box.check()
+
+    other = get_user_model().objects.create_user(username="loader2", password="loader-pass-2")
+    upload = services.create_upload_from_path(owner=other, path=write_orders(tmp_path / "auto.csv", 120, prefix="AR"))
+    assert wait_for_upload(upload).status == Upload.Status.COMPLETED
+    expect(page.locator("#count-lines")).to_have_text("120", timeout=15_000)
+    expect(page.locator("#new-data")).to_be_hidden()
+    expect(page.locator("#auto-refresh")).to_be_checked()  # remembered across the reload

@@ -13,7 +13,17 @@ from playwright.sync_api import expect
 
 from ingestion import services
 from ingestion.models import PurchaseOrderLine, Upload
-from tests.helpers import HEADER, card_locator, drop_files, order_rows, wait_for_upload, write_orders
+from tests.helpers import (
+    HEADER,
+    RECORD_CSP_VIOLATIONS,
+    STRICT_CSP,
+    card_locator,
+    drop_files,
+    enforce_csp,
+    order_rows,
+    wait_for_upload,
+    write_orders,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -166,36 +176,6 @@ def test_detail_page_fits_a_phone_and_a_long_file_name(signed_in, tmp_path, arti
 
 
 # The policy the app's pages must pass: scripts and styles only from its own files.
-STRICT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-)
-RECORD_CSP_VIOLATIONS = """
-(() => {
-  window.__csp = [];
-  document.addEventListener('securitypolicyviolation', (e) =>
-    window.__csp.push(`${e.effectiveDirective} ${e.blockedURI} ${e.sample || ''}`));
-})();
-"""
-
-
-def enforce_csp(context, seen: list[str]) -> None:
-    """Every page the browser loads carries the strict policy (the server's own, if it sends
-    one, is kept), whatever the server's settings."""
-
-    def handle(route):
-        if route.request.resource_type != "document":
-            route.continue_()
-            return
-        response = route.fetch(max_redirects=0)
-        headers = dict(response.headers)
-        headers.setdefault("content-security-policy", STRICT_CSP)
-        seen.append(headers["content-security-policy"])
-        route.fulfill(response=response, headers=headers)
-
-    context.route("**/*", handle)
-
-
 def test_every_page_passes_a_strict_content_security_policy(signed_in, tmp_path):
     policies: list[str] = []
     mia = signed_in("mia", init_script=RECORD_CSP_VIOLATIONS, prepare=lambda context: enforce_csp(context, policies))

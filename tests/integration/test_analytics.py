@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from django.urls import reverse
 
-from analytics import selectors
+from analytics import selectors, summaries
 from analytics.filters import LineFilter
 from ingestion.models import Material, Supplier
 from tests.helpers import CATEGORIES, create_lines, price_rows
@@ -21,10 +21,15 @@ CENT = Decimal("0.01")
 MICRO = Decimal("0.000001")
 
 
-@pytest.fixture
-def rows():
+@pytest.fixture(params=["lines", "summaries"])
+def rows(request):
+    """Every figure is checked twice: read from the lines, and read from the summaries
+    (analytics.summaries, rebuilt as `manage.py refresh_analytics` does)."""
     data = price_rows()
     create_lines(data)
+    if request.param == "summaries":
+        summaries.refresh()
+        assert selectors.freshness() == ("ready" if summaries.available() else "lines")
     return data
 
 

@@ -12,18 +12,7 @@ from django.utils.html import escape
 
 from ingestion import services
 from ingestion.models import Material, PurchaseOrderLine, Supplier, Upload
-from tests.helpers import real_file, wait_for_upload
-
-SCMS = "Supply_Chain_Shipment_Pricing_Data.csv"
-SCMS_MAPPING = {
-    "vendor": "supplier_name",
-    "item description": "material_description",
-    "po / so #": "po_number",
-    "line item quantity": "quantity",
-    "pack price": "unit_price",
-    "line item value": "total_price",
-    "po sent to vendor date": "order_date",
-}
+from tests.helpers import SCMS, SCMS_MAPPING, real_file, wait_for_upload
 
 pytestmark = pytest.mark.usefixtures("live_worker")
 

@@ -332,3 +332,20 @@ async def test_signing_out_closes_that_sessions_sockets(user):
     assert response.status_code == 302
     assert await dashboard.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
     assert await other_browser.receive_nothing(timeout=0.5)  # still signed in there
+
+
+async def test_signing_out_closes_that_sessions_analytics_socket(user):
+    client = Client()
+    await database_sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    headers = [(b"host", b"localhost"), (b"origin", ORIGIN), (b"cookie", cookie)]
+    analytics = WebsocketCommunicator(application, "/ws/uploads/?watch=data", headers=headers)
+    _opened.append(analytics)
+    assert (await analytics.connect(timeout=5))[0]
+    other_browser, connected, _ = await connect(user, path="/ws/uploads/?watch=data")
+    assert connected
+
+    response = await database_sync_to_async(client.post)("/accounts/logout/")
+    assert response.status_code == 302
+    assert await analytics.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    assert await other_browser.receive_nothing(timeout=0.5)  # still signed in there

@@ -14,17 +14,7 @@ from django.db.models import Sum
 from ingestion import services
 from ingestion.models import Material, PurchaseOrder, PurchaseOrderLine, RowIssue, Supplier, Upload
 from ingestion.tasks import process_upload
-from tests.helpers import HEADER, real_file, wait_for_upload, write_orders
-
-SCMS_MAPPING = {
-    "vendor": "supplier_name",
-    "item description": "material_description",
-    "po / so #": "po_number",
-    "line item quantity": "quantity",
-    "pack price": "unit_price",
-    "line item value": "total_price",
-    "po sent to vendor date": "order_date",
-}
+from tests.helpers import HEADER, SCMS_MAPPING, real_file, wait_for_upload, write_orders
 
 pytestmark = pytest.mark.usefixtures("live_worker")
 
