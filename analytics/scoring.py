@@ -1,7 +1,10 @@
-"""An upload's quality score, finished once its lines are committed: the receiver of
-`ingestion.signals.lines_changed` (kind "loaded") adds the one rule that needs the lines of
-every upload, price outliers, and stores the score (UploadQuality) before the upload's
-row says completed, so its final card carries it.
+"""An upload's quality score, once its lines are committed: the receiver of
+`ingestion.signals.lines_changed` (kind "loaded") stores the score of what the load
+counted before the upload's row says completed, so its final card carries it (with
+"checking prices…"), and sends the one rule that needs the lines of every upload, price
+outliers, to a task (`tasks.check_upload_prices`): over a million lines that statement
+alone would cost more than a tenth of the load. The task finishes the score and pushes
+the card again.
 
 The outlier rule is the analytics' own (modified z-score above 3.5 within a material and
 currency, when it has at least 5 prices and their spread is not zero), taken over every
@@ -22,6 +25,7 @@ from django.db.models import F
 
 from ingestion import quality
 from ingestion.models import PurchaseOrderLine, RowIssue, Upload
+from ingestion.services import publish_state
 
 from .models import UploadQuality
 from .selectors import OUTLIER_MIN_PRICES, OUTLIER_Z
@@ -67,36 +71,66 @@ ORDER BY po.po_number, l.line_number
 
 
 def score_loaded_upload(sender, *, upload: Upload, kind: str, quality: quality.QualityCounter | None = None, **kwargs):
-    """lines_changed's receiver: the score of a load whose lines were just committed."""
+    """lines_changed's receiver: the score of a load whose lines were just committed, and
+    its price check sent to a task."""
     if kind != "loaded" or quality is None:
         return
-    store_score(upload=upload, counter=quality)
+    stored = store_score(upload=upload, counter=quality)
+    if not stored.prices_checked:
+        from .tasks import check_upload_prices
+
+        check_upload_prices.delay(str(upload.pk))
 
 
 def store_score(*, upload: Upload, counter: quality.QualityCounter) -> UploadQuality:
-    """Close the counter, add the price outliers (as warnings on the upload, counted on
-    `upload.warning_count` in memory and on its row) and store the score."""
+    """The score of what the load counted, stored at once (the final card shows it, with
+    "checking prices…"): every rule but the price outliers, which `check_prices` adds."""
     started = time.perf_counter()
     counts = counter.close()
+    result = quality.report(counts)
+    stored, _ = UploadQuality.objects.update_or_create(
+        upload_id=upload.pk,
+        defaults={
+            "score": result["score"],
+            "grade": result["grade"] or "",
+            "dimensions": result["dimensions"],
+            "rules": result["rules"],
+            "counts": counts,
+            "prices_checked": not upload.imported_rows,
+            "seconds": counter.seconds + time.perf_counter() - started,
+            "price_check_seconds": 0,
+        },
+    )
+    return stored
+
+
+def check_prices(*, upload_id) -> UploadQuality | None:
+    """The price-outlier rule of an upload's score, after its load: the outliers become
+    warnings on the upload, the score is finished, and its card goes out again. Done once:
+    an upload already checked (a redelivered task) is left as it is."""
+    started = time.perf_counter()
     with transaction.atomic():
-        outliers = upload_outliers(upload_id=upload.pk) if upload.imported_rows else []
+        stored = UploadQuality.objects.select_for_update().filter(upload_id=upload_id).first()
+        if stored is None or stored.prices_checked:
+            return stored
+        upload = Upload.objects.get(pk=upload_id)
+        outliers = upload_outliers(upload_id=upload_id)
+        counts = dict(stored.counts)
         counts["price_outliers"] = [upload.imported_rows, len(outliers)]
         if outliers:
             _store_warnings(upload, outliers)
-            Upload.objects.filter(pk=upload.pk).update(warning_count=F("warning_count") + len(outliers))
-            upload.warning_count += len(outliers)
+            Upload.objects.filter(pk=upload_id).update(warning_count=F("warning_count") + len(outliers))
         result = quality.report(counts)
-        seconds = counter.seconds + time.perf_counter() - started
-        stored, _ = UploadQuality.objects.update_or_create(
-            upload_id=upload.pk,
-            defaults={
-                "score": result["score"],
-                "grade": result["grade"] or "",
-                "dimensions": result["dimensions"],
-                "rules": result["rules"],
-                "seconds": seconds,
-            },
-        )
+        stored.score = result["score"]
+        stored.grade = result["grade"] or ""
+        stored.dimensions = result["dimensions"]
+        stored.rules = result["rules"]
+        stored.counts = counts
+        stored.prices_checked = True
+        stored.price_check_seconds = time.perf_counter() - started
+        stored.save()
+    upload.refresh_from_db()
+    publish_state(upload)
     return stored
 
 

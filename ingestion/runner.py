@@ -172,8 +172,8 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
 def _announce_loaded(upload: Upload, counted) -> None:
     """The lines are committed: tell the apps that listen (`signals.lines_changed`, kind
     "loaded"), before the row says completed, so the final card already carries what they
-    add at once (the quality score, its price-outlier warnings, counted on `upload`). A
-    receiver that fails is logged and never fails a load whose lines are written."""
+    store at once (the quality score). A receiver that fails is logged and never fails a
+    load whose lines are written."""
     for receiver, result in lines_changed.send_robust(sender=Upload, upload=upload, kind="loaded", quality=counted):
         if isinstance(result, BaseException):
             log.error(

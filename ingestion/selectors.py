@@ -87,7 +87,7 @@ def upload_quality(*, upload: Upload) -> dict | None:
     # The score is the analytics' (its receiver of signals.lines_changed stores it): read
     # through the relation it declares, never by importing it.
     try:
-        found = Upload.objects.select_related("quality").get(pk=upload.pk).quality  # type: ignore[attr-defined]
+        found = Upload.objects.select_related("quality").get(pk=upload.pk).quality
     except (ObjectDoesNotExist, AttributeError):
         return None
     return found.as_dict()

@@ -6,8 +6,8 @@ load, or a review's decisions, finished), "reverted" (an upload was undone). Rec
 `upload` (the Upload) and `kind`; they must be quick or hand their work to a task, because
 the sender is the load's own task. A load's "loaded" is sent by the runner before the
 upload's row says completed, with `quality` (ingestion.quality.QualityCounter: what the
-load counted for its quality score), so that what a receiver adds at once (the score, and
-row issues it counts on `upload.warning_count`) is on the final card."""
+load counted for its quality score), so that what a receiver stores at once (the score) is
+on the final card."""
 
 from django.dispatch import Signal
 

@@ -1,8 +1,10 @@
 """The quality score's hand-over from ingestion to analytics, in this process (the pipeline
-runs here through `runner.run_upload`, as the task calls it; real database and Redis):
-`lines_changed` is sent once per completed load, before its row says completed, with what
-the load counted; analytics' receiver stores the score and the price outliers, which are
-the analytics' own outliers (the same rule as the outliers page), across uploads."""
+runs here through `runner.run_upload`, as the task calls it, and the price check through
+`scoring.check_prices`, as its task calls it; real database and Redis): `lines_changed` is
+sent once per completed load, before its row says completed, with what the load counted;
+analytics' receiver stores the score at once, the card says "checking prices…" until the
+price check adds the outliers, which are the analytics' own (the outliers page's rule),
+across uploads."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from analytics import scoring, selectors
 from analytics.filters import LineFilter
 from analytics.models import UploadQuality
 from ingestion import runner, services
+from ingestion.cards import render_card
 from ingestion.models import PurchaseOrderLine, RowIssue, Upload
 from ingestion.quality import OUTLIER_MESSAGE, QualityCounter
 from ingestion.signals import lines_changed
@@ -61,15 +64,17 @@ def heard():
     lines_changed.disconnect(dispatch_uid="test-heard")
 
 
-def load(user, path) -> Upload:
+def load(user, path, *, check_prices: bool = True) -> Upload:
     upload = services.create_upload_from_path(owner=user, path=path, enqueue=False)
     runner.run_upload(upload_id=upload.pk)
+    if check_prices:
+        scoring.check_prices(upload_id=upload.pk)
     upload.refresh_from_db()
     return upload
 
 
 def test_a_load_is_announced_once_before_it_completes_and_analytics_stores_its_score(user, tmp_path, heard):
-    upload = load(user, write(tmp_path / "a.csv", with_outliers(300, prefix="A", every=41)))
+    upload = load(user, write(tmp_path / "a.csv", with_outliers(300, prefix="A", every=41)), check_prices=False)
     assert upload.status == Upload.Status.COMPLETED, upload.error_message
     assert len(heard) == 1
     call = heard[0]
@@ -78,14 +83,26 @@ def test_a_load_is_announced_once_before_it_completes_and_analytics_stores_its_s
     assert call["row_status"] == Upload.Status.PROCESSING  # the final card comes after the score
     assert call["scored"]  # analytics' receiver (connected first, in ready()) had stored it
 
-    stored = UploadQuality.objects.get(upload=upload)
+    # The completed card carries the score of what the load counted, prices still to check.
+    first = UploadQuality.objects.get(upload=upload)
+    assert not first.prices_checked and "price_outliers" not in first.counts and first.seconds > 0
+    card = render_card(upload)
+    assert f'data-score="{first.score}"' in card and "checking prices…" in card
+    assert not RowIssue.objects.filter(upload=upload, message=OUTLIER_MESSAGE).exists()
+
+    stored = scoring.check_prices(upload_id=upload.pk)  # what the task it sent does
+    upload.refresh_from_db()
     rules = {r["rule"]: (r["measured"], r["failed"]) for r in stored.rules}
     outliers = RowIssue.objects.filter(upload=upload, message=OUTLIER_MESSAGE)
     assert outliers.count() > 0
     assert rules["price_outliers"] == (300, outliers.count())
-    # Counted on the upload's warnings (the row the final card is drawn from).
+    assert stored.prices_checked and stored.score < first.score and stored.price_check_seconds > 0
+    assert "checking prices…" not in render_card(upload)
+    # Counted on the upload's warnings (the row its card is drawn from).
     assert upload.warning_count == RowIssue.objects.filter(upload=upload, severity="warning").count()
-    assert stored.seconds > 0
+    # A second delivery of the task changes nothing.
+    scoring.check_prices(upload_id=upload.pk)
+    assert RowIssue.objects.filter(upload=upload, message=OUTLIER_MESSAGE).count() == outliers.count()
 
 
 def test_an_uploads_outliers_are_the_outliers_page_rule_over_every_uploads_lines(user, tmp_path):
