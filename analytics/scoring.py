@@ -110,6 +110,11 @@ def check_prices(*, upload_id) -> UploadQuality | None:
     an upload already checked (a redelivered task) is left as it is."""
     started = time.perf_counter()
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Never the one that waits for long: a lock held elsewhere (an upload's row being
+            # written, a table being emptied) makes this run fail fast and its task retry.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '500ms'")
         stored = UploadQuality.objects.select_for_update().filter(upload_id=upload_id).first()
         if stored is None or stored.prices_checked:
             return stored

@@ -93,6 +93,16 @@ def upload_quality(*, upload: Upload) -> dict | None:
     return found.as_dict()
 
 
+def score_pending(*, upload: Upload) -> bool:
+    """Whether a completed upload's quality score is still being finished (its price
+    outliers are checked by a task just after the load): what follows an upload to its
+    final figures (`ingest`) waits for it."""
+    try:
+        return not Upload.objects.select_related("quality").get(pk=upload.pk).quality.prices_checked
+    except (ObjectDoesNotExist, AttributeError):
+        return False
+
+
 def upload_summary(*, upload: Upload) -> dict:
     """The machine-readable state of an upload: `manage.py ingest --json`, status.json."""
     summary: dict = {

@@ -168,7 +168,8 @@ class Command(BaseCommand):
                     announced.add(upload.pk)
                     bar.clear()
                     self.stderr.write(_finished_line(upload))
-            if all(u.is_finished or u.is_waiting for u in uploads):
+            # Finished, and its quality score final (the price check just after the load).
+            if all(u.is_waiting or (u.is_finished and not selectors.score_pending(upload=u)) for u in uploads):
                 bar.clear()
                 return uploads
             bar.draw(uploads, elapsed=time.monotonic() - started)
