@@ -8,7 +8,9 @@ from django.db import models
 
 class UploadQuality(models.Model):
     """An upload's quality score, its dimensions (share in %) and the rules that cost it
-    points (ingestion/quality.py), written when its load completes."""
+    points (ingestion/quality.py), written when its load completes; its price outliers are
+    checked just after, in their own task (analytics/scoring.py), which then writes the
+    final score (`prices_checked`)."""
 
     upload = models.OneToOneField(
         "ingestion.Upload", on_delete=models.CASCADE, primary_key=True, related_name="quality"
@@ -19,6 +21,10 @@ class UploadQuality(models.Model):
     rules = models.JSONField(default=list, blank=True)
     # What computing it cost within the load (its share of the load is a bench figure).
     seconds = models.FloatField(default=0)
+    # What each rule counted ({rule: [measured, failed]}), for the price check to finish it.
+    counts = models.JSONField(default=dict, blank=True)
+    prices_checked = models.BooleanField(default=True)
+    price_check_seconds = models.FloatField(default=0)  # the outlier task's time, after the load
     computed_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -562,7 +562,8 @@ def _outlier_scores(*, line_filter: LineFilter, upload_id=None) -> dict[int, tup
     """{line id: (median, MAD, modified z-score)} of every outlier. The statistics are
     taken over whole groups (material and currency: the filters that keep groups whole
     apply); the supplier, period and search filters only choose which outliers are listed.
-    With `upload_id`, only the materials that upload's lines carry are scored."""
+    With `upload_id`, only the materials that upload's lines carry are scored. (An upload's
+    own outliers, for its quality score: scoring.upload_outliers.)"""
     group_filter = LineFilter(
         material=line_filter.material, category=line_filter.category, currency=line_filter.currency
     )
@@ -645,29 +646,6 @@ def _outliers_from_summary(*, line_filter: LineFilter, page: int, per_page: int)
         if line_id in rows
     ]
     return OutlierPage(total=total, results=results)
-
-
-def upload_outliers(*, upload_id) -> list[dict]:
-    """The outliers among the lines an upload wrote (for its quality score and warnings)."""
-    scores = _outlier_scores(line_filter=LineFilter(), upload_id=upload_id)
-    if not scores:
-        return []
-    rows = (
-        all_lines()
-        .filter(upload_id=upload_id, pk__in=list(scores))
-        .order_by("purchase_order__po_number", "line_number")
-        .values("id", "purchase_order__po_number", "line_number", "unit_price")
-    )
-    return [
-        {
-            "po_number": row["purchase_order__po_number"],
-            "line_number": row["line_number"],
-            "unit_price": price(row["unit_price"]),
-            "median": price(scores[row["id"]][0]),
-            "z_score": round(scores[row["id"]][2], 2),
-        }
-        for row in rows
-    ]
 
 
 # --- price variance -------------------------------------------------------------------------

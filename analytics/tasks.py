@@ -1,8 +1,11 @@
-"""Celery tasks of the analytics: a few lines around a service call."""
+"""The analytics' Celery tasks: a few lines around the service each names."""
+
+from __future__ import annotations
 
 from celery import shared_task
+from django.db import OperationalError
 
-from . import summaries
+from . import scoring, summaries
 from .live import announce_refreshed
 
 
@@ -17,3 +20,11 @@ def refresh_summaries(upload_id: str | None = None) -> dict:
         raise
     announce_refreshed()
     return result
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=1, max_retries=8)
+def check_upload_prices(upload_id: str) -> dict:
+    """The price-outlier rule of a completed upload's quality score (scoring.check_prices);
+    retried when the database is busy or away (a lock it would wait for, a restart)."""
+    stored = scoring.check_prices(upload_id=upload_id)
+    return {"upload_id": upload_id, "score": float(stored.score) if stored and stored.score is not None else None}

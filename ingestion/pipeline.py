@@ -15,7 +15,7 @@ from queue import Empty, Full, Queue
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import F
 
 from . import dimensions, line_writers, po_changes, quality, repeats, review, spend_lines
@@ -32,9 +32,13 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[Upload, str], None]
 
 
-def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: Callable[[], bool]) -> None:
+def run_pipeline(
+    *, upload: Upload, on_progress: ProgressCallback, should_stop: Callable[[], bool]
+) -> quality.QualityCounter:
     """Load `upload`'s file. Counters on `upload` are updated in memory as it goes; the
-    caller persists them. Raises PipelineError (bad input) or Cancelled."""
+    caller persists them. Returns what the quality rules counted in the batches (the
+    caller hands it on with `signals.lines_changed`, once the lines are committed). Raises
+    PipelineError (bad input) or Cancelled."""
     batch_rows = settings.INGEST_BATCH_ROWS
     try:
         table = open_table(Path(upload.file.path), name=upload.original_name, batch_rows=batch_rows)
@@ -47,7 +51,7 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
     upload.total_rows = table.estimated_rows
     on_progress(upload, f"Reading {table.description}")
     tally = _Tally()
-    counter = quality.QualityCounter(columns=columns)
+    counter = quality.QualityCounter(columns=columns)  # counts rules as the batches pass
     if review.diffs(upload):
         review.start_pass(upload)
     with line_writers.open_line_writer(
@@ -76,55 +80,7 @@ def run_pipeline(*, upload: Upload, on_progress: ProgressCallback, should_stop: 
         upload.created_lines, upload.updated_lines = writer.finish(on_saving=saving)
         upload.unchanged_lines = max(0, tally.lines - upload.created_lines - upload.updated_lines - upload.kept_lines)
     spend_lines.mark_written(upload=upload)
-    try:
-        _score(upload, counter)
-    except DatabaseError:
-        raise  # the runner knows which of these to retry
-    except Exception:  # noqa: BLE001 - the lines are written: a score that fails must not fail the load
-        log.exception("Upload %s: the quality score could not be computed", upload.pk)
-
-
-def _score(upload: Upload, counter: quality.QualityCounter) -> None:
-    """The upload's quality score, once its lines are written; price outliers become warnings."""
-    from analytics.models import UploadQuality
-
-    result = quality.finish(upload=upload, counter=counter)
-    outliers = result.pop("outliers")
-    if outliers:
-        header = upload.resolved_field_to_header.get("unit_price") or upload.resolved_field_to_header.get(
-            "total_price", ""
-        )
-        RowIssue.objects.bulk_create(
-            [
-                RowIssue(
-                    upload=upload,
-                    row_number=None,
-                    column=header,
-                    value=quality.outlier_value(
-                        unit_price=o["unit_price"],
-                        po_number=o["po_number"],
-                        line_number=o["line_number"],
-                        median=o["median"],
-                        z_score=o["z_score"],
-                    ),
-                    message=quality.OUTLIER_MESSAGE,
-                    severity=RowIssue.Severity.WARNING,
-                )
-                for o in outliers
-            ],
-            batch_size=2000,
-        )
-        upload.warning_count += len(outliers)
-    UploadQuality.objects.update_or_create(
-        upload_id=upload.pk,
-        defaults={
-            "score": result["score"],
-            "grade": result["grade"] or "",
-            "dimensions": result["dimensions"],
-            "rules": result["rules"],
-            "seconds": counter.seconds,
-        },
-    )
+    return counter
 
 
 class _Tally:
@@ -219,6 +175,7 @@ def _load_batches(
             if should_stop():
                 raise Cancelled()
             lines = _upsert_dimensions(upload, lines, ids)
+            counter.add_keys(lines)
             lines, conflicting = suppliers.split(
                 lines, supplier_header=columns.get("supplier_name") or columns.get("supplier_code", "")
             )

@@ -1,5 +1,7 @@
 """The quality score of an upload: counted within the load, from the batches it already
-reads, and finished with one set-based query once its lines are written.
+reads (here), and finished once its lines are committed by the analytics' receiver of
+`signals.lines_changed` (analytics/scoring.py), which adds the price outliers, a rule over
+every upload's lines, with one set-based query, and stores the score.
 
 Each rule is a share of what it measures (rows, cells, purchase orders, materials), as data
 quality tools count them; a dimension is the mean of its rules that measured something; the
@@ -11,11 +13,14 @@ are named with the score."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from django.conf import settings
 from django.utils import timezone
 
@@ -77,21 +82,25 @@ def grade(score: float) -> str:
     return "D"
 
 
-@dataclass
 class QualityCounter:
-    """What one load measured, rule by rule: {rule: [measured, failed]}. Cross-batch rules
-    keep small maps keyed by purchase order, material and PO line."""
+    """What one load measured, rule by rule: {rule: [measured, failed]}.
 
-    columns: dict[str, str]
-    counts: dict[str, list[int]] = field(default_factory=lambda: {rule.key: [0, 0] for rule in RULES})
-    po_supplier: dict[str, str] = field(default_factory=dict)
-    po_currency: dict[str, str] = field(default_factory=dict)
-    material_unit: dict[str, str] = field(default_factory=dict)
-    bad_pos_supplier: set[str] = field(default_factory=set)
-    bad_pos_currency: set[str] = field(default_factory=set)
-    bad_materials: set[str] = field(default_factory=set)
-    seen_lines: set[int] = field(default_factory=set)
-    seconds: float = 0.0  # time spent counting, within the load
+    Each batch is counted where the load already holds it, with Arrow and NumPy kernels
+    (no Python loop over rows): `add_batch` on the validated lines, `add_keys` once the
+    batch has its supplier, material and purchase order ids. The cross-batch rules keep
+    only integer arrays (ids and small codes, 8 bytes a pair), deduplicated per batch and
+    counted once in `close`: a million-line file keeps a few MB, not Python sets."""
+
+    def __init__(self, *, columns: dict[str, str]) -> None:
+        self.columns = columns
+        self.counts: dict[str, list[int]] = {rule.key: [0, 0] for rule in RULES}
+        self.seconds = 0.0  # time spent counting, within the load
+        self._today = timezone.localdate().isoformat()
+        self._oldest = date(settings.QUALITY_MIN_YEAR, 1, 1).isoformat()
+        self._codes: dict[str, dict[str, int]] = {"currency": {}, "unit_of_measure": {}}
+        # (key id, value id) pairs seen, per one-value-per-key rule; PO line keys.
+        self._pairs: dict[str, _Pairs] = {key: _Pairs() for key in ("po_suppliers", "po_currencies", "material_units")}
+        self._lines = _Keys()
 
     def add(self, key: str, measured: int, failed: int) -> None:
         self.counts[key][0] += int(measured)
@@ -106,6 +115,16 @@ class QualityCounter:
         finally:
             self.seconds += time.perf_counter() - started
 
+    def add_keys(self, lines: pd.DataFrame) -> None:
+        """Count the cross-batch rules of one batch whose lines carry their supplier_id,
+        material_id and purchase_order_id (ids stand for the keys one to one: a supplier and
+        a material by their key, a purchase order by its number)."""
+        started = time.perf_counter()
+        try:
+            self._add_keys(lines)
+        finally:
+            self.seconds += time.perf_counter() - started
+
     def _add_batch(
         self, *, raw: pd.DataFrame, lines: pd.DataFrame, issues: pd.DataFrame, rejected: int
     ) -> pd.DataFrame:
@@ -114,81 +133,204 @@ class QualityCounter:
         if not accepted:
             return _no_issues()
         for name in ("unit_of_measure", "category", "supplier_name", "material_description"):
-            self.add(name, accepted, int((lines[name] == "").sum()))
-        dates = pd.to_datetime(lines["order_date"], errors="coerce")
-        self.add("order_date", accepted, int(dates.isna().sum()))
+            if name in self.columns:
+                self.add(name, accepted, _count(pc.equal(_arrow(lines[name]), "")))
+            else:  # not in the file (nor a constant): missing on every line
+                self.add(name, accepted, accepted)
+        dates = _arrow(lines["order_date"])  # 'YYYY-MM-DD' or null: compared as text
+        dated = accepted - dates.null_count
+        self.add("order_date", accepted, accepted - dated)
+        rows = None if lines.index.equals(raw.index) else raw.index.get_indexer(lines.index)
         header = self.columns.get("currency")
-        if header:
-            given = raw.loc[lines.index, header].fillna("").astype(str).str.strip() != ""
-            self.add("currency", accepted, accepted - int(given.sum()))
-        else:
-            self.add("currency", accepted, accepted)
+        self.add("currency", accepted, accepted - (_given(raw, header, rows) if header else 0))
 
         # Total = quantity x unit price, where the file gives both.
         unit_header = self.columns.get("unit_price")
         if unit_header and "total_price" in self.columns:
-            unit_given = raw.loc[lines.index, unit_header].fillna("").astype(str).str.strip() != ""
-            both = int((unit_given & lines["total_price"].notna()).sum())
+            unit_given = _given_mask(raw, unit_header, rows)
+            both = int((unit_given & lines["total_price"].notna().to_numpy()).sum())
+            failed = 0
             if len(issues):
-                mismatches = issues[(issues["message"] == MISMATCH_MESSAGE)]
-                failed = int(mismatches["row"].isin(lines.index).sum())
-            else:
-                failed = 0
+                mismatches = issues["row"][(issues["message"] == MISMATCH_MESSAGE).to_numpy()]
+                if len(mismatches):
+                    failed = int(mismatches.isin(lines.index).sum())
             self.add("total_mismatch", both, failed)
 
-        self._one_per_key(lines, "po_number", "supplier_key", self.po_supplier, self.bad_pos_supplier)
-        self._one_per_key(lines, "po_number", "currency", self.po_currency, self.bad_pos_currency)
-        coded = lines[lines["material_code"] != ""]
-        self._one_per_key(coded, "material_key", "unit_of_measure", self.material_unit, self.bad_materials)
-
-        if "line_number" in self.columns:
-            keys = pd.util.hash_pandas_object(lines[["po_number", "line_number"]].astype(str), index=False).to_numpy()
-            repeated = pd.Series(keys).duplicated().to_numpy()
-            before = len(self.seen_lines)
-            fresh = set(keys[~repeated].tolist())
-            self.seen_lines |= fresh
-            seen_earlier = len(fresh) - (len(self.seen_lines) - before)
-            self.add("duplicate_lines", accepted, int(repeated.sum()) + seen_earlier)
-
-        dated = dates.notna()
-        today = pd.Timestamp(timezone.localdate())
-        future = dated & (dates > today)
-        too_old = dated & (dates < pd.Timestamp(date(settings.QUALITY_MIN_YEAR, 1, 1)))
-        self.add("order_date_range", int(dated.sum()), int((future | too_old).sum()))
+        future = pc.fill_null(pc.greater(dates, self._today), False)
+        too_old = pc.fill_null(pc.less(dates, self._oldest), False)
+        n_future, n_old = _count(future), _count(too_old)
+        self.add("order_date_range", dated, n_future + n_old)
+        if not (n_future or n_old):
+            return _no_issues()
         header = self.columns.get("order_date", "")
         found = []
-        for mask, message in ((future, FUTURE_MESSAGE), (too_old, too_old_message())):
-            if mask.any():
-                hit = lines.index[mask.to_numpy()]
+        for mask, count, message in ((future, n_future, FUTURE_MESSAGE), (too_old, n_old, too_old_message())):
+            if count:
+                hit = lines.index[np.asarray(mask)]
                 found.append(
                     pd.DataFrame(
                         {
                             "row": hit.astype("int64"),
                             "column": header,
-                            "value": raw.loc[hit, header].astype(str).to_numpy() if header else "",
+                            "value": raw.loc[hit, header].astype(str).to_numpy() if header in raw else "",
                             "message": message,
                             "severity": "warning",
                         }
                     )
                 )
-        return pd.concat(found, ignore_index=True) if found else _no_issues()
+        return pd.concat(found, ignore_index=True)
 
-    @staticmethod
-    def _one_per_key(lines: pd.DataFrame, key: str, value: str, first: dict[str, str], bad: set[str]) -> None:
-        pairs = lines[[key, value]].drop_duplicates()
-        for k, v in pairs.itertuples(index=False, name=None):
-            seen = first.setdefault(k, v)
-            if seen != v:
-                bad.add(k)
+    def _add_keys(self, lines: pd.DataFrame) -> None:
+        if lines.empty:
+            return
+        po = lines["purchase_order_id"].to_numpy(dtype=np.int64)
+        self._pairs["po_suppliers"].add(po, lines["supplier_id"].to_numpy(dtype=np.int64))
+        self._pairs["po_currencies"].add(po, self._code("currency", lines["currency"]))
+        coded = np.asarray(pc.not_equal(_arrow(lines["material_code"]), ""), dtype=bool)
+        if coded.any():
+            materials = lines["material_id"].to_numpy(dtype=np.int64)[coded]
+            units = self._code("unit_of_measure", lines["unit_of_measure"])[coded]
+            self._pairs["material_units"].add(materials, units)
+        if "line_number" in self.columns:
+            self._lines.add(po, lines["line_number"].to_numpy(dtype=np.int64))
 
-    def close_maps(self) -> None:
-        self.counts["po_suppliers"] = [len(self.po_supplier), len(self.bad_pos_supplier)]
-        self.counts["po_currencies"] = [len(self.po_currency), len(self.bad_pos_currency)]
-        self.counts["material_units"] = [len(self.material_unit), len(self.bad_materials)]
+    def _code(self, name: str, values: pd.Series) -> np.ndarray:
+        """Small integer codes of a text column's values, the same across batches."""
+        encoded = pc.dictionary_encode(_arrow(values))
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        codes = self._codes[name]
+        table = np.array([codes.setdefault(v, len(codes)) for v in encoded.dictionary.to_pylist()], dtype=np.int64)
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        return table[indices] if len(table) else np.zeros(len(indices), dtype=np.int64)
+
+    def close(self) -> dict[str, list[int]]:
+        """The counts, the cross-batch rules included (every rule but the price outliers,
+        which need the lines in the database)."""
+        started = time.perf_counter()
+        for key, pairs in self._pairs.items():
+            self.counts[key] = list(pairs.keys_with_many_values())
+        if "line_number" in self.columns:
+            rows, distinct = self._lines.rows_and_distinct()
+            self.counts["duplicate_lines"] = [rows, rows - distinct]
+        self.seconds += time.perf_counter() - started
+        return self.counts
+
+
+def _arrow(values: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A text column as Arrow (no copy for Arrow-backed strings; None and NaN are nulls)."""
+    to_arrow = getattr(values.array, "__arrow_array__", None)
+    if to_arrow is not None and pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        return to_arrow()
+    return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+
+
+def _count(mask: pa.Array | pa.ChunkedArray) -> int:
+    return int(pc.sum(mask).as_py() or 0)
+
+
+def _given_mask(raw: pd.DataFrame, header: str, rows: np.ndarray | None) -> np.ndarray:
+    """Which lines have something in the file's `header` (blank or whitespace = not given).
+    A constant the owner chose for every row (not a column of the file) is given."""
+    if header not in raw:
+        return np.ones(len(raw) if rows is None else len(rows), dtype=bool)
+    values = _arrow(raw[header])
+    if rows is not None:
+        values = pc.take(values, pa.array(rows))
+    return np.asarray(pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(values), ""), False), dtype=bool)
+
+
+def _given(raw: pd.DataFrame, header: str, rows: np.ndarray | None) -> int:
+    return int(_given_mask(raw, header, rows).sum())
+
+
+_SHIFT = 24  # value ids below 2**24 and key ids below 2**39 pack into one int64
+
+
+class _Pairs:
+    """Distinct (key, value) pairs of a one-value-per-key rule, packed in one int64 each
+    (key ids below 2**39, value ids below 2**24; pairs out of that range kept apart)."""
+
+    def __init__(self) -> None:
+        self.packed: list[np.ndarray] = []
+        self.pending = 0
+        self.wide: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, keys: np.ndarray, values: np.ndarray) -> None:
+        if not len(keys):
+            return
+        if keys.min() >= 0 and values.min() >= 0 and keys.max() < 1 << 39 and values.max() < 1 << _SHIFT:
+            self.packed.append(_distinct((keys << _SHIFT) | values))
+            self.pending += len(self.packed[-1])
+            if self.pending > 2_000_000:
+                self.packed = [_distinct(np.concatenate(self.packed))]
+                self.pending = len(self.packed[0])
+        else:
+            self.wide.append((keys, values))
+
+    def keys_with_many_values(self) -> tuple[int, int]:
+        """(distinct keys, keys seen with more than one value)."""
+        pairs = _distinct(np.concatenate(self.packed)) if self.packed else np.zeros(0, dtype=np.int64)
+        keys, values = pairs >> _SHIFT, pairs & ((1 << _SHIFT) - 1)
+        if self.wide:
+            keys = np.concatenate([keys, *(k for k, _ in self.wide)])
+            values = np.concatenate([values, *(v for _, v in self.wide)])
+            order = np.lexsort((values, keys))
+            keys, values = keys[order], values[order]
+            first = np.ones(len(keys), dtype=bool)
+            first[1:] = (keys[1:] != keys[:-1]) | (values[1:] != values[:-1])
+            keys = keys[first]
+        if not len(keys):
+            return 0, 0
+        # Sorted by key: a key seen with two values is there twice in a row.
+        repeated = keys[1:] == keys[:-1]
+        runs = np.diff(np.concatenate(([0], repeated.astype(np.int8), [0])))
+        return len(keys) - int(repeated.sum()), int((runs == 1).sum())
+
+
+class _Keys:
+    """PO line keys (purchase order id, line number) of every line, as packed int64."""
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+        self.rows = 0
+        self.pending = 0
+
+    def add(self, po: np.ndarray, line: np.ndarray) -> None:
+        if len(po) and (po.min() < 0 or line.min() < 0 or po.max() >= 1 << 32 or line.max() >= 1 << 31):
+            # Out of the packed range (never for ids and PositiveIntegerField line numbers).
+            packed = pd.util.hash_pandas_object(pd.DataFrame({"po": po, "line": line}), index=False).to_numpy()
+            packed = packed.view(np.int64)
+        else:
+            packed = (po << 31) | line
+        self.rows += len(packed)
+        self.chunks.append(packed)
+        self.pending += len(packed)
+        if self.pending > 2_000_000:
+            self.chunks = [_distinct(np.concatenate(self.chunks))]
+            self.pending = len(self.chunks[0])
+
+    def rows_and_distinct(self) -> tuple[int, int]:
+        distinct = len(_distinct(np.concatenate(self.chunks))) if self.chunks else 0
+        return self.rows, distinct
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted (a sort: NumPy's hashing unique is slower here)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
+_NO_ISSUES = pd.DataFrame(columns=["row", "column", "value", "message", "severity"])
 
 
 def _no_issues() -> pd.DataFrame:
-    return pd.DataFrame(columns=["row", "column", "value", "message", "severity"])
+    return _NO_ISSUES  # never changed: its callers concatenate
 
 
 def report(counts: dict[str, list[int]] | dict[str, tuple[int, int]]) -> dict:
@@ -231,20 +373,6 @@ def report(counts: dict[str, list[int]] | dict[str, tuple[int, int]]) -> dict:
         "dimensions": {d: round(share * 100, 1) for d, share in dimensions.items()},
         "rules": costs,
     }
-
-
-def finish(*, upload, counter: QualityCounter) -> dict:
-    """After the lines are written: the cross-batch rules, and the one set-based query (the
-    analytics' outlier rule over the materials this upload carried). Outliers become
-    warnings on the upload. Returns the report, stored by the caller."""
-    from analytics.selectors import upload_outliers
-
-    started = time.perf_counter()
-    counter.close_maps()
-    outliers = upload_outliers(upload_id=upload.pk) if upload.imported_rows else []
-    counter.counts["price_outliers"] = [upload.imported_rows, len(outliers)]
-    counter.seconds += time.perf_counter() - started
-    return report(counter.counts) | {"outliers": outliers}
 
 
 OUTLIER_MESSAGE = f"{OUTLIER_MESSAGE_START} (modified z-score above 3.5)."

@@ -548,6 +548,7 @@ def _open_xlsx_streaming(path: Path, *, batch_rows: int, limits: ReadLimits) -> 
             frame.index = range(row, row + count)
             return Batch(frame=frame, first_row=row)
 
+        finished = False
         try:
             while True:
                 try:
@@ -565,10 +566,14 @@ def _open_xlsx_streaming(path: Path, *, batch_rows: int, limits: ReadLimits) -> 
                     pending_rows -= size
                     row += size
                 if arrays is None:
+                    finished = True
                     return
         finally:
             blocks.close()
-            workbook.close()
+            # A read left early (the mapping step's sample) leaves the workbook open for the
+            # load's own read; the archive closes with the table otherwise.
+            if finished:
+                workbook.close()
 
     # The sheet's declared size: a guess for the progress bar, never trusted beyond the limit.
     estimate = min(sheet.declared_rows or 0, workbook_guard.MAX_SHEET_ROWS) - header_index - 1

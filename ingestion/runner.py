@@ -46,6 +46,7 @@ from .messages import user_message
 from .models import RowIssue, StagedLine, Upload
 from .outcomes import Cancelled, NeedsMapping, NeedsReview, PipelineError
 from .services import attempt_counters, now_seq, publish_state
+from .signals import lines_changed
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,9 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
             )
 
     status, error = Upload.Status.COMPLETED, ""
+    counted = None
     try:
-        run_pipeline(upload=upload, on_progress=on_progress, should_stop=supervisor.should_stop)
+        counted = run_pipeline(upload=upload, on_progress=on_progress, should_stop=supervisor.should_stop)
     except Cancelled:
         status = Upload.Status.CANCELLED
     except NeedsReview:
@@ -163,7 +165,24 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
         status, error = Upload.Status.FAILED, user_message(upload_id=upload.pk, text=text, exc=exc)
     finally:
         supervisor.stop()
+    if status == Upload.Status.COMPLETED:
+        _announce_loaded(upload, counted)
     return _finish(upload, status=status, error=error)
+
+
+def _announce_loaded(upload: Upload, counted) -> None:
+    """The lines are committed: tell the apps that listen (`signals.lines_changed`, kind
+    "loaded"), before the row says completed, so the final card already carries what they
+    store at once (the quality score). A receiver that fails is logged and never fails a
+    load whose lines are written."""
+    for receiver, result in lines_changed.send_robust(sender=Upload, upload=upload, kind="loaded", quality=counted):
+        if isinstance(result, BaseException):
+            log.error(
+                "Upload %s: %s failed on the loaded lines",
+                upload.pk,
+                getattr(receiver, "__qualname__", receiver),
+                exc_info=(type(result), result, result.__traceback__),
+            )
 
 
 def task_result(upload: Upload) -> dict:

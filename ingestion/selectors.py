@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Abs
 from django.urls import reverse
@@ -85,10 +85,23 @@ def issue_groups(*, upload: Upload, limit: int = 100) -> list[dict]:
 def upload_quality(*, upload: Upload) -> dict | None:
     """`quality: {score, grade, dimensions}` of status.json and `ingest --json` (None until
     the upload has completed)."""
-    from analytics.models import UploadQuality
+    # The score is the analytics' (its receiver of signals.lines_changed stores it): read
+    # through the relation it declares, never by importing it.
+    try:
+        found = Upload.objects.select_related("quality").get(pk=upload.pk).quality
+    except (ObjectDoesNotExist, AttributeError):
+        return None
+    return found.as_dict()
 
-    found = UploadQuality.objects.filter(upload_id=upload.pk).first()
-    return found.as_dict() if found else None
+
+def score_pending(*, upload: Upload) -> bool:
+    """Whether a completed upload's quality score is still being finished (its price
+    outliers are checked by a task just after the load): what follows an upload to its
+    final figures (`ingest`) waits for it."""
+    try:
+        return not Upload.objects.select_related("quality").get(pk=upload.pk).quality.prices_checked
+    except (ObjectDoesNotExist, AttributeError):
+        return False
 
 
 def upload_summary(*, upload: Upload) -> dict:

@@ -100,6 +100,21 @@ def wait_for_upload(upload, *, timeout: float = 120, statuses=None):
     raise AssertionError(f"upload {upload.pk} stuck in {upload.status} ({upload.processed_rows}/{upload.total_rows})")
 
 
+def wait_for_score(upload, *, timeout: float = 120):
+    """Wait until a completed upload's quality score is final (its price outliers checked,
+    by the task the load sends); return the UploadQuality. A time-out here is a hang."""
+    from analytics.models import UploadQuality
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = UploadQuality.objects.filter(upload_id=upload.pk, prices_checked=True).first()
+        if found is not None:
+            upload.refresh_from_db()
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"upload {upload.pk}: its price outliers were never checked")
+
+
 def database_url_for(settings_dict: dict) -> str:
     """The URL of the database the tests run on, for processes the tests start."""
     if settings_dict["ENGINE"].endswith("sqlite3"):

@@ -78,8 +78,8 @@ def test_flower_sees_the_task_with_its_file_name(user, live_worker, tmp_path):
                 connection_, handlers={"task-received": lambda e: seen.update({e["uuid"]: e})}
             )
 
-            def stop_when_seen(event) -> None:
-                receiver.should_stop = bool(seen)
+            def stop_when_seen(event) -> None:  # an upload's task (not a price check after a load)
+                receiver.should_stop = any(e.get("name") == "ingestion.tasks.process_upload" for e in seen.values())
 
             receiver.handlers["*"] = stop_when_seen
             listening.set()

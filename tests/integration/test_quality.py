@@ -13,7 +13,7 @@ from django.urls import reverse
 from analytics.models import UploadQuality
 from ingestion import services
 from ingestion.models import RowIssue, Upload
-from tests.helpers import wait_for_upload
+from tests.helpers import wait_for_score, wait_for_upload
 
 pytestmark = pytest.mark.usefixtures("live_worker")
 
@@ -57,6 +57,7 @@ def test_a_crafted_file_scores_exactly_what_its_defects_cost(user, client, tmp_p
     upload = wait_for_upload(upload)
     assert upload.status == Upload.Status.COMPLETED, upload.error_message
     assert (upload.imported_rows, upload.rejected_rows) == (15, 1)
+    wait_for_score(upload)
 
     f = Fraction
     score, dimensions = expected_score(
@@ -138,7 +139,7 @@ def test_a_clean_file_scores_100(user, tmp_path):
     ]  # fmt: skip
     upload = wait_for_upload(services.create_upload_from_path(owner=user, path=write(tmp_path / "clean.csv", clean)))
     assert upload.status == Upload.Status.COMPLETED, upload.error_message
-    stored = UploadQuality.objects.get(upload=upload)
+    stored = wait_for_score(upload)
     assert (float(stored.score), stored.grade, stored.rules) == (100.0, "A", [])
     assert stored.dimensions == dict.fromkeys(
         ("validity", "completeness", "consistency", "uniqueness", "plausibility"), 100.0
@@ -149,6 +150,7 @@ def test_a_suppliers_page_shows_the_scores_of_the_uploads_that_carried_its_lines
     first = wait_for_upload(services.create_upload_from_path(owner=user, path=write(tmp_path / "a.csv", DEFECTS)))
     clean = [["S9", "Nine", "M9", "Part", "EA", "Parts", "PO-9", "1", "2024-06-01", "2", "5.00", "10.00", "USD"]]
     second = wait_for_upload(services.create_upload_from_path(owner=user, path=write(tmp_path / "b.csv", clean)))
+    wait_for_score(first), wait_for_score(second)
     from ingestion.models import Supplier
 
     client.force_login(user)

@@ -289,3 +289,16 @@ def test_a_row_beyond_the_last_a_sheet_holds_is_refused_while_streaming(tmp_path
     table = open_table(path, name=path.name, batch_rows=1000)
     with pytest.raises(FileError, match=r"Sheet 'Orders' has more than 1,048,576 rows, more than a worksheet can hold"):
         list(table.batches)
+
+
+def test_a_sample_read_first_leaves_the_workbook_for_the_loads_own_read(tmp_path):
+    """The mapping step reads a sample (one batch, then stops) before the load reads the
+    sheet again: the first read must not close the workbook under the second."""
+    path = handmade(tmp_path / "common.xlsx", HEAD_ROW + COMMON_ROWS, strings=STRINGS)
+    table = open_table(path, name="common.xlsx", batch_rows=2)
+    sample = next(iter(table.read(None)))
+    assert len(sample.frame) == 2
+    frame = pd.concat([batch.frame for batch in table.read(None)])
+    _, whole, _ = streamed(path)
+    assert len(frame) > len(sample.frame)
+    pd.testing.assert_frame_equal(frame, whole)

@@ -229,9 +229,12 @@ class Command(BaseCommand):
                     announced.add(upload.pk)
                     bar.clear()
                     self.stderr.write(_finished_line(upload))
-            if all(u.is_finished or u.is_waiting for u in uploads):
+            # Finished, and its quality score final (the price check just after the load adds
+            # its warnings: the rows are read again for them).
+            if all(u.is_waiting or (u.is_finished and not selectors.score_pending(upload=u)) for u in uploads):
                 bar.clear()
-                return uploads
+                current = {u.pk: u for u in selectors.uploads_for_user(user=owner).filter(pk__in=ids)}
+                return [current.get(pk, old) for pk, old in zip(ids, uploads)]
             bar.draw(uploads, elapsed=time.monotonic() - started)
             if timeout is not None and time.monotonic() - started > timeout:
                 bar.clear()
