@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from ingestion import quality
 from ingestion.models import PurchaseOrderLine, RowIssue, Upload
@@ -137,6 +139,26 @@ def check_prices(*, upload_id) -> UploadQuality | None:
     upload.refresh_from_db()
     publish_state(upload)
     return stored
+
+
+def requeue_price_checks(*, older_than_seconds: float, limit: int = 100) -> list[str]:
+    """Price checks that never ran (the broker was away when their load completed, or their
+    task was lost) are queued again, so no card says "checking prices…" for ever. A check
+    queued twice runs once: `check_prices` skips an upload already checked."""
+    from .tasks import check_upload_prices
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    waiting = [
+        str(pk)
+        for pk in UploadQuality.objects.filter(prices_checked=False, upload__finished_at__lt=cutoff)
+        .order_by("upload__finished_at")
+        .values_list("upload_id", flat=True)[:limit]
+    ]
+    for upload_id in waiting:
+        check_upload_prices.delay(upload_id)
+    if waiting:
+        log.warning("Queued %d price checks again that had not run: %s", len(waiting), ", ".join(waiting))
+    return waiting
 
 
 def upload_outliers(*, upload_id) -> list[dict]:

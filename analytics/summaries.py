@@ -312,6 +312,19 @@ def forget_pending() -> None:
     SummaryState.objects.filter(pk=1).update(pending=0)
 
 
+def needs_rebuild(*, stale_after_seconds: float) -> bool:
+    """Whether the pages are stuck on the lines with nothing on its way to fix it: the
+    summaries were given up (a refresh that could not be queued or failed), or refreshes
+    counted as queued have not finished one in `stale_after_seconds` (their tasks were lost)."""
+    if not available() or not PurchaseOrderLine.objects.exists():
+        return False
+    state = SummaryState.objects.filter(pk=1).first()
+    if state is None or state.built_at is None:
+        return True
+    last = state.refreshed_at or state.built_at
+    return state.pending > 0 and last < timezone.now() - timedelta(seconds=stale_after_seconds)
+
+
 def give_up() -> None:
     """A pending refresh could not be queued, or failed: it is no longer pending, and the
     summaries are not to be trusted until the next refresh (which then rebuilds them whole)

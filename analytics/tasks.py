@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from . import scoring, summaries
@@ -28,3 +29,16 @@ def check_upload_prices(upload_id: str) -> dict:
     retried when the database is busy or away (a lock it would wait for, a restart)."""
     stored = scoring.check_prices(upload_id=upload_id)
     return {"upload_id": upload_id, "score": float(stored.score) if stored and stored.score is not None else None}
+
+
+@shared_task(ignore_result=True)
+def sweep_analytics() -> dict:
+    """Beat: finish what a lost task or an absent broker left undone (price checks never
+    run, summaries no refresh is coming for), so no page waits for ever."""
+    requeued = scoring.requeue_price_checks(older_than_seconds=settings.ANALYTICS_STALE_SECONDS)
+    rebuild = summaries.needs_rebuild(stale_after_seconds=settings.ANALYTICS_STALE_SECONDS)
+    if rebuild:
+        summaries.forget_pending()
+        summaries.mark_pending()
+        refresh_summaries.delay(None)
+    return {"price_checks": requeued, "rebuild": rebuild}

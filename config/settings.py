@@ -187,12 +187,21 @@ INGEST_MAX_ACTIVE_UPLOADS_PER_USER = env_int("INGEST_MAX_ACTIVE_UPLOADS_PER_USER
 # Housekeeping: stored files and row issues of uploads finished this many days ago are
 # deleted (daily); the loaded purchase orders and lines stay.
 INGEST_KEEP_FILES_DAYS = env_int("INGEST_KEEP_FILES_DAYS", 30)
+# The analytics' own sweep: a price check or a summary refresh whose task never ran (the
+# broker was away, the task was lost) is queued again after this long.
+ANALYTICS_SWEEP_SECONDS = float(os.environ.get("ANALYTICS_SWEEP_SECONDS", "60"))
+ANALYTICS_STALE_SECONDS = float(os.environ.get("ANALYTICS_STALE_SECONDS", "600"))
 CELERY_BEAT_SCHEDULE = {
     # Expiring, so a beat that runs while no worker does never piles sweeps up in the queue.
     "sweep-uploads": {
         "task": "ingestion.tasks.sweep_uploads",
         "schedule": INGEST_SWEEP_SECONDS,
         "options": {"expires": INGEST_SWEEP_SECONDS},
+    },
+    "sweep-analytics": {
+        "task": "analytics.tasks.sweep_analytics",
+        "schedule": ANALYTICS_SWEEP_SECONDS,
+        "options": {"expires": ANALYTICS_SWEEP_SECONDS},
     },
     "delete-expired-files": {
         "task": "ingestion.tasks.delete_expired_files",

@@ -323,6 +323,43 @@ def test_a_broker_down_at_upload_answers_clearly_and_the_file_is_sent_once_it_is
     assert PurchaseOrderLine.objects.count() == 500
 
 
+def test_a_broker_down_when_a_load_completes_leaves_no_score_or_figures_waiting_for_ever(
+    user, tmp_path, cluster_on, own_redis, settings
+):
+    """The load's hand-over to analytics (its price check, the summaries' refresh) is sent
+    while the broker is away: the load still completes, and once the broker is back the
+    analytics sweep (run by beat) finishes the score and rebuilds the summaries."""
+    from analytics.models import SummaryState, UploadQuality
+    from ingestion import runner
+    from tests.helpers import wait_for_score
+
+    cluster = cluster_on(
+        broker_url=own_redis.url, redis_url=own_redis.url, ANALYTICS_SWEEP_SECONDS="1", ANALYTICS_STALE_SECONDS="1"
+    )
+    upload = services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "a.csv", 400), enqueue=False)
+    with celery_broker(f"redis://127.0.0.1:{free_port()}/0"):  # nothing listens there
+        runner.run_upload(upload_id=upload.pk)
+    upload.refresh_from_db()
+    assert upload.status == Upload.Status.COMPLETED, upload.error_message
+    assert upload.imported_rows == 400
+    waiting = UploadQuality.objects.get(upload=upload)
+    assert not waiting.prices_checked  # its task could not be sent
+    if connection.vendor == "postgresql":
+        assert SummaryState.objects.get(pk=1).built_at is None  # given up: the pages read the lines
+
+    cluster.start_worker()
+    cluster.start_beat()
+    final = wait_for_score(upload, timeout=60)
+    assert final.prices_checked and final.counts["price_outliers"][0] == 400
+    if connection.vendor == "postgresql":
+        deadline = time.monotonic() + 60
+        state = SummaryState.objects.get(pk=1)
+        while (state.built_at is None or state.pending) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            state.refresh_from_db()
+        assert state.built_at is not None and state.pending == 0
+
+
 # --- Redis restarted, PostgreSQL connection killed -------------------------------------------------
 
 
