@@ -10,6 +10,7 @@ many keys."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import Material, PurchaseOrder, PurchaseOrderLine, Supplier
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1000  # rows per statement on SQLite (it allows 32,766 parameters)
 
@@ -278,6 +281,17 @@ def release_created(upload) -> None:
     Upload.objects.filter(pk=upload.pk).update(
         created_suppliers=left[0], created_materials=left[1], created_purchase_orders=left[2]
     )
+
+
+def release_after_end(upload) -> None:
+    """`release_created` for every path that ends an upload failed or cancelled (its run, the
+    sweeper, a cancel, a give-up): no partial data. A failure here must not stop the end
+    being recorded: what stays is counted on the card, and logged with the upload id."""
+    try:
+        release_created(upload)
+    except Exception:  # noqa: BLE001 - they stay, counted on the card
+        log.exception("Upload %s: could not remove the rows it created", upload.pk)
+        connection.close_if_unusable_or_obsolete()
 
 
 def created_note(upload) -> str:

@@ -327,6 +327,7 @@ def _fail_after_crashes(upload: Upload, *, claimable: Q, crashes: int) -> None:
     StagedLine.objects.filter(upload_id=upload.pk).delete()
     clear_cancel_flag(upload_id=upload.pk)
     upload.refresh_from_db()
+    dimensions.release_after_end(upload)  # no partial data: what its dead runs created goes too
     publish_state(upload, final=True)
 
 
@@ -362,16 +363,6 @@ def _release(upload: Upload) -> None:
         log.warning("Could not release upload %s", upload.pk, exc_info=True)
 
 
-def _release_created(upload: Upload) -> None:
-    """No partial data: the suppliers, materials and purchase orders the upload created go too,
-    unless something else uses them. A failure here must not stop the end being recorded."""
-    try:
-        dimensions.release_created(upload)
-    except Exception:  # noqa: BLE001 - they stay, counted on the card; logged with the upload id
-        log.exception("Upload %s: could not remove the rows it created", upload.pk)
-        connection.close_if_unusable_or_obsolete()
-
-
 def _finish(upload: Upload, *, status: str, error: str = "") -> dict:
     """Record the end of a run: the status, the message its owner reads, the final counts."""
     upload.status = status
@@ -380,7 +371,7 @@ def _finish(upload: Upload, *, status: str, error: str = "") -> dict:
     upload.heartbeat_at = None
     created = bool(upload.created_suppliers or upload.created_materials or upload.created_purchase_orders)
     if status in (Upload.Status.CANCELLED, Upload.Status.FAILED):
-        _release_created(upload)
+        dimensions.release_after_end(upload)
     if status == Upload.Status.CANCELLED:
         upload.created_lines = upload.updated_lines = 0
         upload.error_message = error or (

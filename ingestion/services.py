@@ -161,8 +161,9 @@ def enqueue_upload(*, upload: Upload) -> bool:
 
 def cancel_upload(*, upload: Upload, by) -> Upload:
     """Stop an upload. A queued one is revoked and ends now, and so does one whose run is gone
-    (its lease is stale); a running one is flagged and the task ends it as cancelled within
-    half a second, keeping none of its line writes. The task is never terminated: its process
+    (its lease is stale) or that awaits its review, each removing the suppliers, materials and
+    purchase orders it created that nothing else uses; a running one is flagged and the task
+    ends it as cancelled within half a second, keeping none of its line writes. The task is never terminated: its process
     may already be running another task."""
     from .sweeper import end_cancel_without_run
 
@@ -177,7 +178,7 @@ def cancel_upload(*, upload: Upload, by) -> Upload:
         error_message="Cancelled at its review; no lines were written.",
     ):
         ProposedChange.objects.filter(upload=upload).delete()
-        dimensions.release_created(upload)
+        dimensions.release_after_end(upload)
     elif Upload.objects.filter(pk=upload.pk, status=Upload.Status.QUEUED).update(
         status=Upload.Status.CANCELLED, finished_at=now, seq=now_seq(), error_message="Cancelled before it started."
     ):
@@ -185,6 +186,8 @@ def cancel_upload(*, upload: Upload, by) -> Upload:
             from config.celery import app
 
             app.control.revoke(upload.task_id)
+        # Queued again after a run died (by the sweeper) or a retry: what earlier runs created goes.
+        dimensions.release_after_end(upload)
     elif end_cancel_without_run(upload_id=upload.pk):
         pass  # its run was gone (a killed worker): nothing else would ever end it
     elif Upload.objects.filter(pk=upload.pk, status=Upload.Status.PROCESSING).update(

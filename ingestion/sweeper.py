@@ -4,7 +4,9 @@
   vanished, or a retry never came back) goes back to the queue and is sent again. With Redis
   as the broker a dead worker's task would otherwise come back only after the visibility
   timeout (hours); the lease makes a second run safe and loading is idempotent.
-- A cancelling upload whose run is gone ends cancelled (only a run could otherwise end it).
+- A cancelling upload whose run is gone ends cancelled (only a run could otherwise end it),
+  and the suppliers, materials and purchase orders its runs created that nothing else uses
+  go with it (as when a run ends it, or when its runs keep dying: see runner._claim).
 - A queued upload whose task never reached the broker (the broker was down), or was lost with
   it (a Redis restarted without persistence), is sent again once it has waited
   INGEST_REQUEUE_AFTER_SECONDS and its queue holds nothing: a task still waiting keeps it.
@@ -19,6 +21,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from . import dimensions
 from .models import Upload
 from .queueing import queue_for, waiting_messages
 from .retrying import MAX_RETRY_DELAY
@@ -52,7 +55,9 @@ def end_cancel_without_run(*, upload_id) -> bool:
         error_message=RUN_GONE_NOTE,
     )
     if ended:
-        publish_state(Upload.objects.get(pk=upload_id), final=True)
+        upload = Upload.objects.get(pk=upload_id)
+        dimensions.release_after_end(upload)  # no partial data: what its dead run created goes too
+        publish_state(upload, final=True)
     return bool(ended)
 
 
