@@ -19,7 +19,7 @@ from django.db.models import Q
 
 from . import po_changes, selectors
 from .filenames import display_name, stored_name
-from .models import ProposedChange, RowIssue, Upload
+from .models import ProposedChange, PurchaseOrder, RowIssue, Upload
 from .outcomes import Cancelled, NeedsMapping, PipelineError
 
 FIRST_CHANGES = 20
@@ -43,7 +43,9 @@ def dry_run(
     """Run the file's load without writing anything. Returns {file, status (would_load,
     would_fail, needs_mapping), error, lines {new, changed, unchanged, rejected}, created
     {suppliers, materials, purchase_orders}, conflicts, changes [the first `first` changes:
-    po_number, line_number, field, old, new, change_percent]}."""
+    po_number, line_number, field, old, new, change_percent], orders {filled, changed,
+    changes [the first `first`: po_number, field, old, new], supplier_conflicts, conflicts
+    [the first `first`: po_number, supplier, file_supplier, rows]}}."""
     from .pipeline import run_pipeline
 
     name = display_name(path.name)
@@ -122,4 +124,52 @@ def _report(upload: Upload, *, status: str, error: str, on_existing: str, first:
             upload=upload,
         ).count(),
         "changes": listed,
+        "orders": _orders(upload, on_existing=on_existing, first=first) if status == "would_load" else None,
+    }
+
+
+def _orders(upload: Upload, *, on_existing: str, first: int) -> dict:
+    """The purchase orders whose date or currency the load would fill or change (under
+    `review`, as if every change were taken: they are what its review would list), and the
+    PO numbers that arrive with another supplier than their order's."""
+    policy = Upload.OnExisting.KEEP if on_existing == Upload.OnExisting.KEEP else Upload.OnExisting.UPDATE
+    planned = []
+    if upload.dry_run_orders is not None and len(upload.dry_run_orders):
+        planned = po_changes.plan(orders=upload.dry_run_orders, policy=policy, upload_id=upload.pk)
+    planned.sort(key=lambda pair: pair[0].po_number)
+    listed: list[dict] = []
+    for order, change in planned:
+        for field, old, new in (
+            ("order_date", change.old_order_date, change.new_order_date),
+            ("currency", change.old_currency, change.new_currency),
+        ):
+            if old != new and len(listed) < first:
+                listed.append(
+                    {
+                        "po_number": order.po_number,
+                        "field": field,
+                        "old": None if old is None else str(old),
+                        "new": None if new is None else str(new),
+                    }
+                )
+    filled = sum(change.kind == change.Kind.FILLED for _, change in planned)
+    # Every row of an order with another supplier carries the same message (`po_changes`).
+    issues = RowIssue.objects.filter(upload=upload, message__contains=po_changes.SUPPLIER_CONFLICT)
+    by_order: dict[str, dict] = {}
+    for message, value in issues.order_by("row_number").values_list("message", "value"):
+        po_number = message.split(f" {po_changes.SUPPLIER_CONFLICT} ", 1)[0].removeprefix("PO ")
+        if po_number in by_order:
+            by_order[po_number]["rows"] += 1
+        else:
+            by_order[po_number] = {"po_number": po_number, "supplier": None, "file_supplier": value, "rows": 1}
+    shown = sorted(by_order)[:first]
+    suppliers = dict(PurchaseOrder.objects.filter(po_number__in=shown).values_list("po_number", "supplier__name"))
+    for po_number in shown:
+        by_order[po_number]["supplier"] = suppliers.get(po_number)
+    return {
+        "filled": filled,
+        "changed": len(planned) - filled,
+        "changes": listed,
+        "supplier_conflicts": len(by_order),
+        "conflicts": [by_order[po_number] for po_number in shown],
     }

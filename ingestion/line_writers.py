@@ -330,17 +330,22 @@ STAGED_COLUMNS = [
 
 class StagingLineWriter:
     """SQLite: lines are staged batch by batch (committed, so progress stays visible) and
-    merged into the lines table in one transaction by `finish`."""
+    merged into the lines table in one transaction by `finish`, with the orders' dates and
+    currencies (`po_changes.apply_orm`)."""
 
     def __init__(self, upload_id, *, should_stop: Callable[[], bool], policy: str = "update") -> None:
         self.upload_id = upload_id
         self.should_stop = should_stop
         self.policy = policy
         self._upload = upload_id.hex  # how Django stores a UUID on SQLite
+        self._orders: list[pd.DataFrame] = []  # each batch's orders, for `po_changes` in the merge
 
     def write(self, lines: pd.DataFrame) -> None:
         if lines.empty:
             return
+        self._orders.append(
+            po_changes.batch_orders(lines.drop_duplicates(["purchase_order_id", "line_number"], keep="last"))
+        )
         frame = pd.DataFrame(
             {
                 "upload_id": self._upload,
@@ -422,6 +427,14 @@ class StagingLineWriter:
                     )
                 if on_saving:
                     on_saving(min(end, high + 1) - low, high - low + 1)
+            if self._orders:  # the orders' dates and currencies, last, as on PostgreSQL
+                po_changes.apply_orm(
+                    orders=pd.concat(self._orders, ignore_index=True).drop_duplicates("p", keep="first"),
+                    policy=self.policy,
+                    upload_id=self.upload_id,
+                    now=now,
+                    user_id=user_id,
+                )
             if self.should_stop():
                 raise Cancelled()
         return created, updated
@@ -458,8 +471,20 @@ class DryRunWriter:
         self.postgres = connection.vendor == "postgresql"
         self.staging = None if self.postgres else StagingLineWriter(upload_id, should_stop=should_stop)
         self.lines = self.met = self.changed = 0
+        self._orders: list[pd.DataFrame] = []
+
+    def orders(self) -> pd.DataFrame:
+        """Each order the file brings with its date and currency (`po_changes.batch_orders`),
+        for the dry run's report of the orders that would change."""
+        if not self._orders:
+            return pd.DataFrame(columns=["p", "d", "c"])
+        return pd.concat(self._orders, ignore_index=True).drop_duplicates("p", keep="first")
 
     def write(self, lines: pd.DataFrame) -> None:
+        if not lines.empty:
+            self._orders.append(
+                po_changes.batch_orders(lines.drop_duplicates(["purchase_order_id", "line_number"], keep="last"))
+            )
         if self.staging is not None:
             self.staging.write(lines)
         else:

@@ -2,6 +2,7 @@
 that feed it. Money and quantities are Decimals; currencies are ISO 4217 codes."""
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -303,6 +304,7 @@ class Upload(models.Model):
     # Not stored: `ingest --dry-run` runs the pipeline with a writer that writes no line
     # (`line_writers.DryRunWriter`), inside a transaction it rolls back.
     dry_run: bool = False
+    dry_run_orders: Any = None  # not stored: a dry run's orders with their values (`dry_run`)
 
     class Meta:
         ordering = ["-created_at"]

@@ -78,6 +78,8 @@ def run_pipeline(
             on_progress(upload, f"Saving lines ({upload.saving_percent}%)")
 
         upload.created_lines, upload.updated_lines = writer.finish(on_saving=saving)
+        if isinstance(writer, line_writers.DryRunWriter):
+            upload.dry_run_orders = writer.orders()  # what the dry run reports of the orders
         upload.unchanged_lines = max(0, tally.lines - upload.created_lines - upload.updated_lines - upload.kept_lines)
     spend_lines.mark_written(upload=upload)
     return counter

@@ -6,7 +6,8 @@ line's, and its supplier is part of its identity.
   policy: `update` takes it, `keep` keeps the existing one, `review` takes it where its
   owner took a line of that order (the review lists the order date beside the line's other
   fields). Every change is a `PurchaseOrderChange` (old and new side by side), written in
-  the lines' own transaction just before it commits (PostgreSQL), so a cancelled load
+  the lines' own transaction just before it commits (`apply_sql` on PostgreSQL; on SQLite,
+  for small local files, `apply_orm` in the merge's transaction), so a cancelled load
   changes no order and the order rows are locked only for that last statement.
 - A PO number arriving with another supplier than its order's (`SupplierCheck`) is a
   conflict, never a silent merge: under every policy each of those rows gets a warning
@@ -16,6 +17,8 @@ line's, and its supplier is part of its identity.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pandas as pd
 from django.db import connection
@@ -132,6 +135,69 @@ def apply_sql(*, policy: str) -> str:
         "%(now)s, %(upload)s::uuid, %(user)s FROM d JOIN changed ON changed.id = d.id"
     )
     return sql
+
+
+def plan(*, orders: pd.DataFrame, policy: str, upload_id) -> list[tuple[PurchaseOrder, PurchaseOrderChange]]:
+    """What `apply_sql` would write, worked out in Python: each order whose date or currency
+    changes (its new values set, not saved) and the change that records it (not saved).
+    `orders` is `batch_orders`' frame (p, d, c)."""
+    incoming = {int(p): (d, c) for p, d, c in orders.itertuples(index=False, name=None)}
+    policy = Upload.OnExisting(policy)
+    ids = list(incoming)
+    planned: list[tuple[PurchaseOrder, PurchaseOrderChange]] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        taken_by_review: set[int] = set()
+        if policy == Upload.OnExisting.REVIEW:
+            taken_by_review = set(
+                ProposedChange.objects.filter(
+                    upload_id=upload_id, purchase_order_id__in=chunk, decision=ProposedChange.Decision.TAKE
+                ).values_list("purchase_order_id", flat=True)
+            )
+        for order in PurchaseOrder.objects.filter(pk__in=chunk).only(
+            "pk", "po_number", "order_date", "currency", "created_by_upload"
+        ):
+            date, currency = incoming[order.pk]
+            date = dt.date.fromisoformat(date) if isinstance(date, str) and date else None
+            currency = currency if isinstance(currency, str) else ""
+            taken = (
+                policy == Upload.OnExisting.UPDATE
+                or order.created_by_upload_id == upload_id
+                or order.pk in taken_by_review
+            )
+            old_date, old_currency = order.order_date, order.currency
+            new_date = old_date if date is None else date if old_date is None or taken else old_date
+            new_currency = currency if currency and taken else old_currency
+            if new_date == old_date and new_currency == old_currency:
+                continue
+            order.order_date, order.currency = new_date, new_currency
+            kind = (
+                PurchaseOrderChange.Kind.FILLED
+                if old_date is None and new_currency == old_currency
+                else PurchaseOrderChange.Kind.UPDATED
+            )
+            change = PurchaseOrderChange(
+                purchase_order_id=order.pk,
+                old_order_date=old_date,
+                new_order_date=new_date,
+                old_currency=old_currency,
+                new_currency=new_currency,
+                kind=kind,
+                upload_id=upload_id,
+            )
+            planned.append((order, change))
+    return planned
+
+
+def apply_orm(*, orders: pd.DataFrame, policy: str, upload_id, now, user_id) -> int:
+    """SQLite: what `apply_sql` does, through the ORM, inside the caller's transaction.
+    Returns how many orders changed."""
+    planned = plan(orders=orders, policy=policy, upload_id=upload_id)
+    for _, change in planned:
+        change.changed_at, change.user_id = now, user_id
+    PurchaseOrder.objects.bulk_update([order for order, _ in planned], ["order_date", "currency"], batch_size=500)
+    PurchaseOrderChange.objects.bulk_create([change for _, change in planned], batch_size=500)
+    return len(planned)
 
 
 def revert(cursor, *, upload, user_id, now) -> int:

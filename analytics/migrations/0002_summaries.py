@@ -3,6 +3,19 @@
 from django.db import migrations, models
 
 
+class PostgresOnlyAddIndex(migrations.AddIndex):
+    """SQLite cannot index NULLS LAST (it may only order by it): the index is PostgreSQL's
+    alone, so `make run`'s zero-setup SQLite database migrates. The state is the same."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("analytics", "0001_upload_quality"),
@@ -59,15 +72,14 @@ class Migration(migrations.Migration):
                 ("mad", models.FloatField()),
                 ("z_score", models.FloatField()),
             ],
-            options={
-                "indexes": [
-                    models.Index(
-                        models.OrderBy(models.F("order_date"), descending=True, nulls_last=True),
-                        models.OrderBy(models.F("line_id"), descending=True),
-                        name="lineoutlier_newest",
-                    )
-                ],
-            },
+        ),
+        PostgresOnlyAddIndex(
+            model_name="lineoutlier",
+            index=models.Index(
+                models.OrderBy(models.F("order_date"), descending=True, nulls_last=True),
+                models.OrderBy(models.F("line_id"), descending=True),
+                name="lineoutlier_newest",
+            ),
         ),
         migrations.CreateModel(
             name="MaterialMonth",

@@ -209,6 +209,25 @@ class Command(BaseCommand):
                 )
             if lines["changed"] > len({(c["po_number"], c["line_number"]) for c in report["changes"]}):
                 self.stdout.write(f"  ... {lines['changed']:,} changed lines in all")
+            orders = report["orders"]
+            if orders and (orders["filled"] or orders["changed"]):
+                self.stdout.write(
+                    f"  purchase orders: would fill the order date of {orders['filled']:,}, "
+                    f"change the date or currency of {orders['changed']:,}"
+                )
+                for change in orders["changes"]:
+                    self.stdout.write(
+                        f"  PO {change['po_number']} {change['field']}: {change['old']} -> {change['new']}"
+                    )
+            if orders and orders["supplier_conflicts"]:
+                self.stdout.write(
+                    f"  {orders['supplier_conflicts']:,} PO numbers would arrive with another supplier than their order's:"
+                )
+                for conflict in orders["conflicts"]:
+                    self.stdout.write(
+                        f"  PO {conflict['po_number']} belongs to {conflict['supplier']!r}; "
+                        f"this file gives it {conflict['file_supplier']!r} ({conflict['rows']:,} rows)"
+                    )
         if failed:
             raise CommandError(
                 "; ".join(f"{r['file']}: {r['status'].replace('_', ' ')} ({r['error']})" for r in failed), returncode=1
