@@ -288,7 +288,8 @@ def release_after_end(upload) -> None:
     sweeper, a cancel, a give-up): no partial data. A failure here must not stop the end
     being recorded: what stays is counted on the card, and logged with the upload id."""
     try:
-        release_created(upload)
+        with transaction.atomic():  # a savepoint when the caller's transaction ends the upload
+            release_created(upload)
     except Exception:  # noqa: BLE001 - they stay, counted on the card
         log.exception("Upload %s: could not remove the rows it created", upload.pk)
         connection.close_if_unusable_or_obsolete()

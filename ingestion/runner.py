@@ -36,7 +36,7 @@ from datetime import timedelta
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -312,22 +312,23 @@ def _fail_after_crashes(upload: Upload, *, claimable: Q, crashes: int) -> None:
         "for example for using too much memory), so it was not tried again. Nothing was written; check the file "
         "(or split it) and retry."
     )
-    if not Upload.objects.filter(claimable, pk=upload.pk).update(
-        status=Upload.Status.FAILED,
-        finished_at=timezone.now(),
-        seq=now_seq(),
-        heartbeat_at=None,
-        crashed_runs=crashes,
-        created_lines=0,
-        updated_lines=0,
-        error_message=message,
-    ):
-        return  # another delivery got there first; it decides
+    with transaction.atomic():  # whoever sees it failed sees what its runs created gone
+        if not Upload.objects.filter(claimable, pk=upload.pk).update(
+            status=Upload.Status.FAILED,
+            finished_at=timezone.now(),
+            seq=now_seq(),
+            heartbeat_at=None,
+            crashed_runs=crashes,
+            created_lines=0,
+            updated_lines=0,
+            error_message=message,
+        ):
+            return  # another delivery got there first; it decides
+        upload.refresh_from_db()
+        dimensions.release_after_end(upload)  # no partial data: what its dead runs created goes too
     log.error("Upload %s: %s", upload.pk, message)
     StagedLine.objects.filter(upload_id=upload.pk).delete()
     clear_cancel_flag(upload_id=upload.pk)
-    upload.refresh_from_db()
-    dimensions.release_after_end(upload)  # no partial data: what its dead runs created goes too
     publish_state(upload, final=True)
 
 

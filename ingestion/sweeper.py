@@ -18,6 +18,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -42,8 +43,20 @@ def run_is_gone() -> Q:
 
 def end_cancel_without_run(*, upload_id) -> bool:
     """End a cancelling (or processing) upload whose run is gone as cancelled, now. False if
-    a live run holds it (that run ends it)."""
-    ended = Upload.objects.filter(
+    a live run holds it (that run ends it). What its runs created that nothing uses goes in the
+    same transaction: whoever sees it cancelled sees them gone."""
+    with transaction.atomic():
+        ended = _end_cancelled(upload_id)
+        if ended:
+            upload = Upload.objects.get(pk=upload_id)
+            dimensions.release_after_end(upload)  # no partial data: what its dead run created goes too
+    if ended:
+        publish_state(upload, final=True)
+    return bool(ended)
+
+
+def _end_cancelled(upload_id) -> int:
+    return Upload.objects.filter(
         run_is_gone(), pk=upload_id, status__in=[Upload.Status.PROCESSING, Upload.Status.CANCELLING]
     ).update(
         status=Upload.Status.CANCELLED,
@@ -54,11 +67,6 @@ def end_cancel_without_run(*, upload_id) -> bool:
         updated_lines=0,
         error_message=RUN_GONE_NOTE,
     )
-    if ended:
-        upload = Upload.objects.get(pk=upload_id)
-        dimensions.release_after_end(upload)  # no partial data: what its dead run created goes too
-        publish_state(upload, final=True)
-    return bool(ended)
 
 
 def requeue_without_run(*, upload_id) -> bool:

@@ -23,7 +23,7 @@ from django.db import connection
 from django.utils import timezone
 
 from ingestion import services
-from ingestion.models import PurchaseOrderLine, Upload
+from ingestion.models import PurchaseOrder, PurchaseOrderLine, Upload
 from scripts.processes import free_port
 from tests.helpers import ROOT, wait_for_upload, write_orders
 
@@ -251,6 +251,14 @@ def base_and_big(user, tmp_path) -> Upload:
     return services.create_upload_from_path(owner=user, path=write_orders(tmp_path / "big.csv", 60_000, price_factor=2))
 
 
+def assert_no_order_of_its_left(upload: Upload) -> None:
+    """No partial data: the purchase orders its dead runs created (past the base's 100) went
+    with it when it ended without lines; the suppliers and materials are all the base's."""
+    assert PurchaseOrder.objects.count() == 100
+    assert not PurchaseOrder.objects.filter(created_by_upload=upload).exists()
+    assert upload.created_purchase_orders == 0
+
+
 def assert_loaded_exactly_once(upload: Upload) -> None:
     assert upload.status == Upload.Status.COMPLETED, upload.error_message
     assert (upload.processed_rows, upload.imported_rows, upload.rejected_rows) == (60_000, 60_000, 0)
@@ -458,6 +466,7 @@ def test_a_file_whose_worker_keeps_dying_fails_after_the_set_number_of_attempts(
         "and retry."
     )
     assert PurchaseOrderLine.objects.count() == 1000
+    assert_no_order_of_its_left(big)
 
     # The user may still try again: the count starts over.
     big = services.retry_upload(upload=big, by=user)
@@ -495,6 +504,7 @@ def test_cancel_ends_at_once_an_upload_whose_worker_is_gone(user, tmp_path, clus
     assert big.error_message == "Cancelled; its worker had stopped, and no lines were written."
     assert (big.created_lines, big.updated_lines, big.heartbeat_at) == (0, 0, None)
     assert PurchaseOrderLine.objects.count() == 1000
+    assert_no_order_of_its_left(big)
 
 
 def test_the_sweeper_ends_a_cancel_whose_worker_died_before_it_could(user, tmp_path, cluster_on, own_redis):
@@ -513,6 +523,7 @@ def test_the_sweeper_ends_a_cancel_whose_worker_died_before_it_could(user, tmp_p
     assert big.status == Upload.Status.CANCELLED
     assert big.error_message == "Cancelled; its worker had stopped, and no lines were written."
     assert PurchaseOrderLine.objects.count() == 1000
+    assert_no_order_of_its_left(big)
 
 
 # --- fairness ---------------------------------------------------------------------------------------
