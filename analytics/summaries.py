@@ -252,14 +252,17 @@ def _compute_variances() -> None:
         )
 
 
-def refresh(*, upload_id=None, queued: bool = False) -> dict:
+def refresh(*, upload_id=None, queued: bool = False, lock_timeout_ms: int = 0) -> dict:
     """Rebuild the summaries (all, or what `upload_id` touched; all while they were never
-    built). `queued`: this refresh was counted in SummaryState.pending when it was queued."""
+    built). `queued`: this refresh was counted in SummaryState.pending when it was queued.
+    `lock_timeout_ms`: give up (OperationalError) rather than wait longer for a lock."""
     if not available():
         return {"refreshed": False}
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+            if lock_timeout_ms:
+                cursor.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
         state, _ = SummaryState.objects.select_for_update().get_or_create(pk=1)
         # Without line history a reload that moved a line to another material leaves no
         # trace of the old one: then every refresh is whole.

@@ -10,12 +10,20 @@ from . import scoring, summaries
 from .live import announce_refreshed
 
 
-@shared_task(ignore_result=True, acks_late=True)
-def refresh_summaries(upload_id: str | None = None) -> dict:
+@shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=8)
+def refresh_summaries(self, upload_id: str | None = None) -> dict:
     """Bring the summaries up to date with what an upload changed, then tell the open
-    analytics pages (after the refresh, so their reload reads the new figures)."""
+    analytics pages (after the refresh, so their reload reads the new figures). A database
+    that is busy (a lock it would wait for) or away is tried again before giving up."""
     try:
-        result = summaries.refresh(upload_id=upload_id, queued=True)
+        # Never the one that waits for long: a lock held elsewhere (a table being emptied, a
+        # load's rows) makes it fail fast and try again later.
+        result = summaries.refresh(upload_id=upload_id, queued=True, lock_timeout_ms=500)
+    except OperationalError as exc:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
+        summaries.give_up()
+        raise
     except Exception:
         summaries.give_up()  # the pages read the lines until the next whole rebuild
         raise

@@ -163,8 +163,12 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 INGEST_QUEUE = os.environ.get("INGEST_QUEUE", "intake")
 INGEST_LARGE_QUEUE = os.environ.get("INGEST_LARGE_QUEUE", "intake_large")
 INGEST_LARGE_FILE_BYTES = env_int("INGEST_LARGE_FILE_BYTES", 20 * 1024 * 1024)
+# The analytics' own tasks (an upload's price check, the summaries' refresh, their sweep) have
+# a queue of their own: a refresh of a million lines never holds a small file's slot.
+ANALYTICS_QUEUE = os.environ.get("ANALYTICS_QUEUE", "intake_analytics")
 CELERY_TASK_DEFAULT_QUEUE = INGEST_QUEUE
-CELERY_TASK_QUEUES: dict[str, dict] = {INGEST_QUEUE: {}, INGEST_LARGE_QUEUE: {}}
+CELERY_TASK_QUEUES: dict[str, dict] = {INGEST_QUEUE: {}, INGEST_LARGE_QUEUE: {}, ANALYTICS_QUEUE: {}}
+CELERY_TASK_ROUTES = {"analytics.tasks.*": {"queue": ANALYTICS_QUEUE}}
 # A pool process whose resident memory passed this (KiB) after a task is replaced by a fresh one;
 # one that reaches INGEST_WORKER_MEMORY_MB of data while reading gets a MemoryError (or dies
 # alone) long before the kernel's OOM killer would pick PostgreSQL or daphne. 0 = no limit.

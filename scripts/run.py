@@ -59,11 +59,14 @@ def main() -> int:
         print(f"  For `manage.py ingest` in another shell:  export REDIS_URL={os.environ['REDIS_URL']}\n", flush=True)
     queue = os.environ.get("INGEST_QUEUE", "intake")
     large_queue = os.environ.get("INGEST_LARGE_QUEUE", "intake_large")
-    # Two worker slots: one serves small files only, so they never wait behind a large one;
-    # the other takes large files first and small ones when none waits.
+    analytics_queue = os.environ.get("ANALYTICS_QUEUE", "intake_analytics")
+    # Two worker slots for files: one serves small files only, so they never wait behind a
+    # large one; the other takes large files first and small ones when none waits. A third
+    # serves the analytics (price checks, summary refreshes) so they never hold a file's slot.
     workers = [
         Worker(concurrency=1, name=f"small-{os.getpid()}@{hostname()}", queues=[queue]),
         Worker(concurrency=1, name=f"large-{os.getpid()}@{hostname()}", queues=[large_queue, queue]),
+        Worker(concurrency=1, name=f"analytics-{os.getpid()}@{hostname()}", queues=[analytics_queue]),
     ]
     for worker in workers:
         worker.start(wait=False)  # its log shows when it is ready; daphne need not wait for it

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -344,3 +345,23 @@ def enforce_csp(context, seen: list[str]) -> None:
         route.fulfill(response=response, headers=headers)
 
     context.route("**/*", handle)
+
+
+def reset_broker_pools(app) -> None:
+    app._pool = None  # kombu keeps one pool per broker URL: the next send takes the right one
+    app.amqp._producer_pool = None
+
+
+@contextmanager
+def celery_broker(url: str):
+    """Point this process's Celery app (what create_upload sends through) at another broker."""
+    from config.celery import app
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = url
+    reset_broker_pools(app)
+    try:
+        yield app
+    finally:
+        app.conf.broker_url = previous
+        reset_broker_pools(app)

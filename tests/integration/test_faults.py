@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -25,7 +24,7 @@ from django.utils import timezone
 from ingestion import services
 from ingestion.models import PurchaseOrder, PurchaseOrderLine, Upload
 from scripts.processes import free_port
-from tests.helpers import ROOT, wait_for_upload, write_orders
+from tests.helpers import ROOT, celery_broker, wait_for_upload, write_orders
 
 BIN = Path(sys.executable).parent
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -96,26 +95,6 @@ def rabbitmq_or_skip() -> str:
     return RABBITMQ_URL
 
 
-def reset_broker_pools(app) -> None:
-    app._pool = None  # kombu keeps one pool per broker URL: the next send takes the right one
-    app.amqp._producer_pool = None
-
-
-@contextmanager
-def celery_broker(url: str):
-    """Point this process's Celery app (what create_upload sends through) at another broker."""
-    from config.celery import app
-
-    previous = app.conf.broker_url
-    app.conf.broker_url = url
-    reset_broker_pools(app)
-    try:
-        yield app
-    finally:
-        app.conf.broker_url = previous
-        reset_broker_pools(app)
-
-
 class Cluster:
     """Workers and a beat on one broker, with their own queues, for one test."""
 
@@ -123,6 +102,7 @@ class Cluster:
         self.directory = directory
         suffix = uuid.uuid4().hex[:8]
         self.queue, self.large_queue = f"faults-{suffix}", f"faults-large-{suffix}"
+        self.analytics_queue = f"faults-analytics-{suffix}"
         self.env = dict(service_env)
         self.env.update(
             CELERY_BROKER_URL=broker_url,
@@ -130,6 +110,7 @@ class Cluster:
             REDIS_URL=redis_url,
             INGEST_QUEUE=self.queue,
             INGEST_LARGE_QUEUE=self.large_queue,
+            ANALYTICS_QUEUE=self.analytics_queue,
             PGAPPNAME=f"intake-worker-{suffix}",
             INGEST_SWEEP_SECONDS="1",
             INGEST_REQUEUE_AFTER_SECONDS="2",
@@ -169,7 +150,7 @@ class Cluster:
                 "-n",
                 name,
                 "-Q",
-                ",".join(queues or [self.queue, self.large_queue]),
+                ",".join(queues or [self.queue, self.large_queue, self.analytics_queue]),
             ],
             f"worker-{self.count}",
         )
