@@ -190,6 +190,7 @@ def upload_outliers(*, upload_id) -> list[dict]:
 
 def _outliers_in_python(upload_id) -> list[tuple]:
     """The same rule without PostgreSQL (SQLite, a development checkout)."""
+    upload_id = str(upload_id)  # the task passes a string; the lines hold UUIDs
     lines = PurchaseOrderLine.objects.order_by()
     touched = lines.filter(upload_id=upload_id).values("material_id")
     groups: dict[tuple, list[tuple]] = {}
@@ -197,7 +198,7 @@ def _outliers_in_python(upload_id) -> list[tuple]:
     for material_id, currency, unit_price, upload, po_number, line_number in (
         lines.filter(material_id__in=touched).values_list(*fields).iterator(chunk_size=5000)
     ):
-        groups.setdefault((material_id, currency), []).append((float(unit_price), upload, po_number, line_number))
+        groups.setdefault((material_id, currency), []).append((float(unit_price), str(upload), po_number, line_number))
     found = []
     for members in groups.values():
         if len(members) < OUTLIER_MIN_PRICES or not any(m[1] == upload_id for m in members):
