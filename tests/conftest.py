@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scripts.processes import Worker, hostname
-from tests.helpers import database_url_for
+from tests.helpers import database_url_for, wait_until_worker_idle
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +77,15 @@ def user(django_user_model):
 @pytest.fixture
 def other_user(django_user_model):
     return django_user_model.objects.create_user(username="bob", password="bob-password-1")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before a test that used the worker is torn down (its database flushed), the worker
+    finishes what the test left it: see wait_until_worker_idle."""
+    worker = getattr(item, "funcargs", {}).get("worker")
+    if worker is not None and worker.process is not None and worker.process.poll() is None:
+        wait_until_worker_idle(worker)
 
 
 def pytest_collection_modifyitems(config, items):
