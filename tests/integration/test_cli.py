@@ -221,6 +221,8 @@ def test_missing_and_refused_files_are_refused_before_anything_is_queued(user, t
 
 
 def manage(service_env, *args: str) -> subprocess.Popen:
+    """`manage.py ingest` as a shell would run it in the foreground: SIGINT is Ctrl-C (a
+    shell's background job, as CI's may be, starts with SIGINT ignored, and so would it)."""
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "ingest", *args],
         cwd=ROOT,
@@ -228,6 +230,7 @@ def manage(service_env, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
