@@ -19,7 +19,8 @@ class UploadQuality(models.Model):
     grade = models.CharField(max_length=1, blank=True)
     dimensions = models.JSONField(default=dict, blank=True)
     rules = models.JSONField(default=list, blank=True)
-    # What computing it cost within the load (its share of the load is a bench figure).
+    # What computing it cost within the load: the counting thread's CPU time plus storing's
+    # wall time (its share of the load is a bench figure).
     seconds = models.FloatField(default=0)
     # What each rule counted ({rule: [measured, failed]}), for the price check to finish it.
     counts = models.JSONField(default=dict, blank=True)

@@ -87,7 +87,7 @@ def score_loaded_upload(sender, *, upload: Upload, kind: str, quality: quality.Q
 def store_score(*, upload: Upload, counter: quality.QualityCounter) -> UploadQuality:
     """The score of what the load counted, stored at once (the final card shows it, with
     "checking prices…"): every rule but the price outliers, which `check_prices` adds."""
-    started = time.perf_counter()
+    started = time.perf_counter()  # storing waits on the database: its wall time is its cost
     counts = counter.close()
     result = quality.report(counts)
     stored, _ = UploadQuality.objects.update_or_create(

@@ -43,44 +43,54 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _upsert(model, columns: list[str], rows: pd.DataFrame, key: str, now, upload_id=None) -> tuple[dict[str, int], int]:
+def _upsert(
+    model, columns: list[str], rows: pd.DataFrame, key: str, now, upload_id=None, *, stored: str = ""
+) -> tuple[dict[str, int], int, dict[str, object]]:
     """Create the rows whose key is missing (ON CONFLICT DO NOTHING) and return ({key: id}
-    of every row, how many were created). `rows` holds `columns` (plus created_at = `now`
-    and created_by_upload = `upload_id`),
-    sorted by key. A key another upload created while this ran may be missing from the
-    answer; `_ids` finds it."""
+    of every row, how many were created, {key: its row's `stored` column} when `stored` is
+    named). `rows` holds `columns` (plus created_at = `now` and created_by_upload =
+    `upload_id`), sorted by key. A key another upload created while this ran may be missing
+    from the answer; `_lookup` finds it."""
     table = _table(model)
     insert_columns = [*columns, "created_at", "created_by_upload_id"]
     names = ", ".join(connection.ops.quote_name(c) for c in insert_columns)
     quoted_key = connection.ops.quote_name(key)
+    found: dict[str, int] = {}
+    values: dict[str, object] = {}
     if connection.vendor != "postgresql":
-        existing = _ids(model, key, rows[key].tolist())
+        existing = _lookup(model, key, rows[key].tolist(), stored)
         owner = upload_id.hex if upload_id is not None else None  # how Django stores a UUID on SQLite
         missing = [(*row, now, owner) for row in _tuples(rows) if row[columns.index(key)] not in existing]
         inserted = _insert_missing_sqlite(table, names, quoted_key, missing)
-        return {**existing, **inserted}, len(inserted)
+        found = {k: row[0] for k, row in existing.items()} | inserted
+        if stored:  # what it holds: an existing row's own value, a created row's given one
+            given = dict(zip(rows[key].tolist(), rows[stored].tolist(), strict=True))
+            values = {k: existing[k][1] if k in existing else given[k] for k in found}
+        return found, len(inserted), values
     # One statement with the rows as ONE JSON parameter (psycopg dumps a list parameter
     # element by element in Python: 17 us a value, most of a batch's time on a file of many
     # materials). The outer SELECT reads the statement's snapshot, which holds the rows that
     # existed before it but not the ones its INSERT creates: those come from RETURNING.
     types = [_PG_TYPES[model._meta.get_field(c).get_internal_type()] for c in columns]
     fields = ", ".join(f"(a->>{i})::{t}" for i, t in enumerate(types))
+    also = f", {connection.ops.quote_name(stored)}" if stored else ""
     sql = (
         f"WITH v ({names}) AS (SELECT {fields}, %s::timestamptz, %s::uuid FROM json_array_elements(%s::json) a), "
         f"ins AS (INSERT INTO {table} ({names}) SELECT * FROM v ORDER BY {quoted_key} "
-        f"ON CONFLICT ({quoted_key}) DO NOTHING RETURNING {quoted_key}, id) "
-        f"SELECT {quoted_key}, id, TRUE FROM ins UNION ALL "
-        f"SELECT t.{quoted_key}, t.id, FALSE FROM {table} t JOIN v ON t.{quoted_key} = v.{quoted_key}"
+        f"ON CONFLICT ({quoted_key}) DO NOTHING RETURNING {quoted_key}, id{also}) "
+        f"SELECT {quoted_key}, id, TRUE{also} FROM ins UNION ALL "
+        f"SELECT t.{quoted_key}, t.id, FALSE{also.replace(', ', ', t.')} FROM {table} t JOIN v ON t.{quoted_key} = v.{quoted_key}"
     )
-    found: dict[str, int] = {}
     created = 0
     with connection.cursor() as cursor:
         owner = str(upload_id) if upload_id is not None else None
         cursor.execute(sql, [now, owner, rows.to_json(orient="values", force_ascii=False)])
-        for k, pk, new in cursor.fetchall():
+        for k, pk, new, *rest in cursor.fetchall():
             found[k] = pk
             created += new
-    return found, created
+            if rest:
+                values[k] = rest[0]
+    return found, created, values
 
 
 def _tuples(rows: pd.DataFrame) -> list[tuple]:
@@ -102,17 +112,19 @@ def _insert_missing_sqlite(table: str, names: str, key: str, rows: list[tuple]) 
     return created
 
 
-def _ids(model, key: str, keys: list[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
+def _lookup(model, key: str, keys: list[str], also: str = "") -> dict[str, tuple]:
+    """{key: (id,) or (id, its `also` column)} of the rows that exist."""
+    found: dict[str, tuple] = {}
     table = _table(model)
     column = connection.ops.quote_name(key)
+    selected = f"{column}, id" + (f", {connection.ops.quote_name(also)}" if also else "")
     with connection.cursor() as cursor:
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
             cursor.execute(
-                f"SELECT {column}, id FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(chunk))})", chunk
+                f"SELECT {selected} FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(chunk))})", chunk
             )
-            found.update(cursor.fetchall())
+            found.update((k, tuple(rest)) for k, *rest in cursor.fetchall())
     return found
 
 
@@ -129,6 +141,9 @@ class IdCache:
     def __init__(self, upload_id=None) -> None:
         self.upload_id = upload_id  # recorded on the rows it creates (`created_by_upload`)
         self.maps: dict[str, dict[str, int]] = {"supplier": {}, "material": {}, "purchase_order": {}}
+        # {id: (stored, given)} of the rows met whose `compare` column is not what the batch
+        # that first met them gives (a purchase order's supplier: po_changes.SupplierCheck).
+        self.differs: dict[str, dict[int, tuple]] = {"supplier": {}, "material": {}, "purchase_order": {}}
 
     def resolve(
         self,
@@ -139,11 +154,15 @@ class IdCache:
         key_column: str,
         columns: dict[str, str],
         now,
+        *,
+        compare: str = "",
     ) -> tuple[np.ndarray, int]:
         """Ids for every row's key in `frame[key_column]`, inserting the missing rows, made of
         `columns` ({table column: frame column}) and created_at = `now`. Returns (an id per
         row of `frame`, how many rows were created). Work is per distinct key in the batch,
-        never per key the upload has seen so far."""
+        never per key the upload has seen so far. `compare` (a table column among `columns`):
+        where a row met for the first time holds another value than the batch's first row
+        of its key gives, `differs[kind]` records it, from the same statement."""
         known = self.maps[kind]
         if len(known) > self.MAX_ENTRIES:
             known.clear()
@@ -157,11 +176,18 @@ class IdCache:
             # key, so that two uploads inserting the same rows take their locks in one order.
             take = np.unique(codes, return_index=True)[1][unseen]
             new = pd.DataFrame({column: frame[source].iloc[take].to_numpy() for column, source in columns.items()})
-            found, created = _upsert(model, list(columns), new, key, now, self.upload_id)
+            found, created, stored = _upsert(model, list(columns), new, key, now, self.upload_id, stored=compare)
             known.update(found)
             late = [keys[i] for i in unseen if keys[i] not in found]
             if late:  # created by another upload after this statement began
-                known.update(_ids(model, key, late))
+                rows = _lookup(model, key, late, compare)
+                known.update((k, row[0]) for k, row in rows.items())
+                stored.update((k, row[1]) for k, row in rows.items() if compare)
+            if compare:
+                given = dict(zip(new[key].tolist(), new[compare].tolist(), strict=True))
+                self.differs[kind].update(
+                    (known[k], (value, given[k])) for k, value in stored.items() if value != given[k]
+                )
         return np.array([known[k] for k in keys], dtype=np.int64)[codes], created
 
 
@@ -225,6 +251,7 @@ def _upsert_all(lines: pd.DataFrame, cache: IdCache) -> tuple[pd.DataFrame, Dime
         "po_number",
         {"po_number": "po_number", "supplier_id": "supplier_id", "order_date": "order_date", "currency": "currency"},
         now,
+        compare="supplier_id",
     )
     lines = lines.assign(purchase_order_id=ids)
     return lines, counts

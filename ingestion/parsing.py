@@ -217,3 +217,11 @@ def to_float(values: pd.Series) -> np.ndarray:
         return pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def text_as_arrow(values: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A text column as Arrow: no copy for Arrow-backed strings; None and NaN are nulls."""
+    to_arrow = getattr(values.array, "__arrow_array__", None)
+    if to_arrow is not None and pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        return to_arrow()
+    return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)

@@ -128,7 +128,7 @@ def _load_batches(
     writer, store the row issues, count, report."""
     line_counters: dict[str, int] = {}
     ids = dimensions.IdCache(upload_id=upload.pk)
-    suppliers = po_changes.SupplierCheck()
+    suppliers = po_changes.SupplierCheck(ids.differs["purchase_order"])
     repeats_seen = repeats.RepeatedAcrossBatches()
     stored_issues = 0
 

@@ -39,23 +39,17 @@ class SupplierCheck:
     """A PO number that arrives with another supplier than its order's. A purchase order takes
     its supplier from its first line (`dimensions`), so the file's supplier of an order is
     that of the order's first row in the file; where it is not the order's own, every row of
-    that order in the file is a conflict. Each order is looked up once per upload (one
-    indexed statement per batch, for the orders it meets first)."""
+    that order in the file is a conflict. The orders are compared where their ids are found
+    (`IdCache.resolve(compare="supplier_id")`, in the same statement): `conflicts` is that
+    cache's {order id: (its supplier, the file's)}."""
 
-    def __init__(self) -> None:
-        self.conflicts: dict[int, tuple[int, int]] = {}  # order id -> (its supplier, the file's)
-        self.checked: set[int] = set()
+    def __init__(self, conflicts: dict[int, tuple]) -> None:
+        self.conflicts = conflicts
 
     def split(self, lines: pd.DataFrame, *, supplier_header: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
         """The batch's lines (all of them: they load) and a row issue (a warning naming both
         suppliers) for each line of a conflicting order."""
-        if lines.empty:
-            return lines, pd.DataFrame(columns=ISSUE_COLUMNS)
-        firsts = lines.drop_duplicates("purchase_order_id", keep="first")
-        new = firsts[~firsts["purchase_order_id"].isin(self.checked)]
-        if len(new):
-            self._check(dict(zip(new["purchase_order_id"].astype(int), new["supplier_id"].astype(int), strict=True)))
-        if not self.conflicts:
+        if lines.empty or not self.conflicts:
             return lines, pd.DataFrame(columns=ISSUE_COLUMNS)
         other = lines[lines["purchase_order_id"].isin(self.conflicts)]
         if other.empty:
@@ -78,20 +72,6 @@ class SupplierCheck:
             }
         )
         return lines, issues
-
-    def _check(self, file_suppliers: dict[int, int]) -> None:
-        ids = list(file_suppliers)
-        self.checked.update(ids)
-        with connection.cursor() as cursor:
-            for start in range(0, len(ids), 5000):
-                chunk = ids[start : start + 5000]
-                cursor.execute(
-                    f"SELECT id, supplier_id FROM {_table(PurchaseOrder)} WHERE id IN ({', '.join(['%s'] * len(chunk))})",
-                    chunk,
-                )
-                for order, supplier in cursor.fetchall():
-                    if supplier != file_suppliers[order]:
-                        self.conflicts[order] = (supplier, file_suppliers[order])
 
 
 def batch_orders(lines: pd.DataFrame) -> pd.DataFrame:

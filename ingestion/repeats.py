@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from .parsing import text_as_arrow
 from .validation import WARNING
 
 KEYS = ["purchase_order_id", "line_number"]
@@ -33,6 +36,7 @@ class _Chunk:
 class RepeatedAcrossBatches:
     def __init__(self) -> None:
         self.chunks: list[_Chunk] = []
+        self.currencies: dict[str, int] = {}  # a small code per currency, the same across batches
 
     def check(self, lines: pd.DataFrame) -> pd.DataFrame:
         """Row issues (warnings) for the lines of this batch an earlier batch carried with
@@ -44,9 +48,8 @@ class RepeatedAcrossBatches:
         if orders.max() >= 1 << 31:  # the key below would not be exact
             return pd.DataFrame(columns=ISSUE_COLUMNS)
         keys = (orders.astype(np.uint64) << np.uint64(32)) | last["line_number"].to_numpy(dtype=np.uint64)
-        hashes = pd.util.hash_pandas_object(last[VALUES].astype(str), index=False).to_numpy()
+        hashes, prices = self._hashes(last)
         rows = last["source_row"].to_numpy(dtype=np.int64)
-        prices = pd.to_numeric(last["unit_price"], errors="coerce").to_numpy(dtype=np.float64)
         found: list[tuple[int, int, float]] = []  # (position in `last`, earlier row, earlier price)
         seen = np.zeros(len(keys), dtype=bool)
         for chunk in self.chunks:
@@ -87,8 +90,38 @@ class RepeatedAcrossBatches:
             }
         )
 
+    def _hashes(self, lines: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """A 64-bit hash of each line's VALUES, and its unit price. The amounts (exact decimal
+        strings) are hashed as the numbers they are, so '1.0' and '1.00' are the same value,
+        with Arrow's kernels and integer arithmetic: a tenth of hashing their text."""
+        try:
+            amounts = [_float(lines[name]) for name in ("quantity", "unit_price", "total_price")]
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # never for validated amounts
+            text = pd.util.hash_pandas_object(lines[VALUES].astype(str), index=False).to_numpy()
+            return text, pd.to_numeric(lines["unit_price"], errors="coerce").to_numpy(dtype=np.float64)
+        encoded = pc.dictionary_encode(text_as_arrow(lines["currency"]))
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        table = [self.currencies.setdefault(code, len(self.currencies)) for code in encoded.dictionary.to_pylist()]
+        currency = np.array(table, dtype=np.uint64)[encoded.indices.to_numpy(zero_copy_only=False)]
+        with np.errstate(over="ignore"):
+            hashed = lines["material_id"].to_numpy(dtype=np.int64).view(np.uint64) * _MULTIPLIER
+            for part in (*(amount.view(np.uint64) for amount in amounts), currency):
+                hashed = (hashed ^ part) * _MULTIPLIER
+                hashed ^= hashed >> np.uint64(29)
+        return hashed, amounts[1]
+
 
 _FIELDS = ("keys", "hashes", "rows", "prices")
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _float(values: pd.Series) -> np.ndarray:
+    """Decimal strings (None: missing) as float64 (NaN: missing)."""
+    cast = pc.fill_null(pc.cast(text_as_arrow(values), pa.float64()), float("nan"))
+    if isinstance(cast, pa.ChunkedArray):
+        cast = cast.combine_chunks()
+    return cast.to_numpy(zero_copy_only=False)
 
 
 def _price(value: float) -> str:
