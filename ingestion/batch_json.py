@@ -20,6 +20,6 @@ def lines_json(lines: pd.DataFrame, *, dated: bool = False) -> str:
         "c": lines["currency"],
     }
     if dated:
-        columns["d"] = pd.to_datetime(lines["order_date"], errors="coerce").dt.strftime("%Y-%m-%d")
+        columns["d"] = lines["order_date"]  # 'YYYY-MM-DD' text or None (`parsing.parse_date`)
         columns["r"] = lines["source_row"].astype("int64")
     return pd.DataFrame(columns).to_json(orient="values", force_ascii=False)

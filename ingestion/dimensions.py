@@ -175,7 +175,7 @@ class IdCache:
             # Only the columns needed are taken, and only those rows: the INSERT sorts them by
             # key, so that two uploads inserting the same rows take their locks in one order.
             take = np.unique(codes, return_index=True)[1][unseen]
-            new = pd.DataFrame({column: frame[source].iloc[take].to_numpy() for column, source in columns.items()})
+            new = pd.DataFrame({column: frame[source].array.take(take) for column, source in columns.items()})
             found, created, stored = _upsert(model, list(columns), new, key, now, self.upload_id, stored=compare)
             known.update(found)
             late = [keys[i] for i in unseen if keys[i] not in found]

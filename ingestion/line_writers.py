@@ -26,7 +26,7 @@ import pandas as pd
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
-from . import batch_json, line_history, po_changes, review
+from . import batch_json, line_history, po_changes, repeats, review
 from .line_history import VALUE_COLUMNS
 from .models import PurchaseOrderLine, StagedLine
 from .outcomes import Cancelled
@@ -244,7 +244,7 @@ class TransactionLineWriter:
             return
         # One statement may not touch a row twice: within a batch, a repeated line's last
         # occurrence wins (across batches the later statement simply overwrites).
-        lines = lines.drop_duplicates(["purchase_order_id", "line_number"], keep="last")
+        lines = repeats.last_of_each(lines)
         self._orders.append(po_changes.batch_orders(lines))
         self._put([self.upload_id, self.now, self.now, batch_json.lines_json(lines)])
 
@@ -343,9 +343,7 @@ class StagingLineWriter:
     def write(self, lines: pd.DataFrame) -> None:
         if lines.empty:
             return
-        self._orders.append(
-            po_changes.batch_orders(lines.drop_duplicates(["purchase_order_id", "line_number"], keep="last"))
-        )
+        self._orders.append(po_changes.batch_orders(repeats.last_of_each(lines)))
         frame = pd.DataFrame(
             {
                 "upload_id": self._upload,
@@ -482,9 +480,7 @@ class DryRunWriter:
 
     def write(self, lines: pd.DataFrame) -> None:
         if not lines.empty:
-            self._orders.append(
-                po_changes.batch_orders(lines.drop_duplicates(["purchase_order_id", "line_number"], keep="last"))
-            )
+            self._orders.append(po_changes.batch_orders(repeats.last_of_each(lines)))
         if self.staging is not None:
             self.staging.write(lines)
         else:

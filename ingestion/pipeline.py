@@ -195,7 +195,7 @@ def _load_batches(
                 issues = pd.concat([issues, repeated], ignore_index=True)
                 validated.warnings += len(repeated)
                 tally.conflicts += len(repeated)
-            tally.lines += len(lines) - int(lines.duplicated(["purchase_order_id", "line_number"]).sum())
+            tally.lines += len(repeats.last_of_each(lines))
             if review.diffs(upload):
                 tally.existing += writer.diff(upload, lines)[0]
             writer.write(lines)
@@ -283,6 +283,8 @@ def _repeated_lines(lines: pd.DataFrame) -> pd.DataFrame:
     taken, and the issue on the earlier one names the row that was."""
     keys = ["purchase_order_id", "line_number"]
     values = [*keys, "material_id", "quantity", "unit_price", "total_price", "currency"]
+    if not repeats.has_repeats(lines):
+        return pd.DataFrame(columns=["row", "column", "value", "message", "severity"])
     twice = lines[lines.duplicated(keys, keep=False)]
     if twice.empty:
         return pd.DataFrame(columns=["row", "column", "value", "message", "severity"])

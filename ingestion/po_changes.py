@@ -75,12 +75,13 @@ class SupplierCheck:
 
 
 def batch_orders(lines: pd.DataFrame) -> pd.DataFrame:
-    """A batch's orders with the values it brings: the first line of each order's."""
-    firsts = lines.drop_duplicates("purchase_order_id", keep="first")
+    """A batch's orders with the values it brings: the first line of each order's (order
+    dates are 'YYYY-MM-DD' text or None, as `parsing.parse_date` gives them)."""
+    firsts = lines[~lines["purchase_order_id"].duplicated(keep="first").to_numpy()]
     return pd.DataFrame(
         {
             "p": firsts["purchase_order_id"].astype("int64").to_numpy(),
-            "d": pd.to_datetime(firsts["order_date"], errors="coerce").dt.strftime("%Y-%m-%d").to_numpy(),
+            "d": firsts["order_date"].to_numpy(dtype=object),
             "c": firsts["currency"].to_numpy(),
         }
     )

@@ -27,6 +27,24 @@ ISSUE_COLUMNS = ["row", "column", "value", "message", "severity"]
 MAX_CHUNKS = 16
 
 
+def has_repeats(lines: pd.DataFrame) -> bool:
+    """Whether a batch carries a PO line twice: one sort of packed integer keys, a tenth of
+    pandas' duplicated() over the two columns (most batches have no repeat at all)."""
+    if len(lines) < 2:
+        return False
+    po = lines["purchase_order_id"].to_numpy(dtype=np.int64)
+    line = lines["line_number"].to_numpy(dtype=np.int64)
+    if po.min() < 0 or line.min() < 0 or po.max() >= 1 << 32 or line.max() >= 1 << 31:
+        return bool(lines.duplicated(KEYS).any())
+    keys = np.sort((po << 31) | line)
+    return bool((keys[1:] == keys[:-1]).any())
+
+
+def last_of_each(lines: pd.DataFrame) -> pd.DataFrame:
+    """The batch with each PO line once, its last occurrence (the one a statement writes)."""
+    return lines.drop_duplicates(KEYS, keep="last") if has_repeats(lines) else lines
+
+
 class _Chunk:
     def __init__(self, keys: np.ndarray, hashes: np.ndarray, rows: np.ndarray, prices: np.ndarray) -> None:
         order = np.argsort(keys, kind="stable")
@@ -43,7 +61,7 @@ class RepeatedAcrossBatches:
         other values; remembers this batch's lines for the next."""
         if lines.empty:
             return pd.DataFrame(columns=ISSUE_COLUMNS)
-        last = lines.drop_duplicates(KEYS, keep="last")
+        last = last_of_each(lines)
         orders = last["purchase_order_id"].to_numpy(dtype=np.int64)
         if orders.max() >= 1 << 31:  # the key below would not be exact
             return pd.DataFrame(columns=ISSUE_COLUMNS)
