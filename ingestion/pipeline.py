@@ -23,7 +23,7 @@ from .mapping_step import constant_label, plan_upload, with_constants
 from .models import RowIssue, Upload
 from .outcomes import Cancelled, NeedsReview, PipelineError
 from .reading import FileError, Table, open_table
-from .validation import ERROR, WARNING, validate_batch
+from .validation import ERROR, WARNING, no_issues, validate_batch
 
 MAX_STORED_ISSUES = 50_000
 log = logging.getLogger(__name__)
@@ -284,14 +284,14 @@ def _repeated_lines(lines: pd.DataFrame) -> pd.DataFrame:
     keys = ["purchase_order_id", "line_number"]
     values = [*keys, "material_id", "quantity", "unit_price", "total_price", "currency"]
     if not repeats.has_repeats(lines):
-        return pd.DataFrame(columns=["row", "column", "value", "message", "severity"])
+        return no_issues()
     twice = lines[lines.duplicated(keys, keep=False)]
     if twice.empty:
-        return pd.DataFrame(columns=["row", "column", "value", "message", "severity"])
+        return no_issues()
     distinct = twice.drop_duplicates(values)
     differing = distinct[distinct.duplicated(keys, keep=False)]
     if differing.empty:
-        return pd.DataFrame(columns=["row", "column", "value", "message", "severity"])
+        return no_issues()
     last = twice.groupby(keys, sort=False)["source_row"].transform("max")
     earlier = differing[differing["source_row"] < last.reindex(differing.index)]
     taken = last.reindex(earlier.index)

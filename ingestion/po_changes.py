@@ -24,10 +24,9 @@ import pandas as pd
 from django.db import connection
 
 from .models import ProposedChange, PurchaseOrder, PurchaseOrderChange, Supplier, Upload
-from .validation import WARNING
+from .validation import WARNING, no_issues
 
 SUPPLIER_CONFLICT = "belongs to supplier"  # in the message of every supplier-conflict row issue
-ISSUE_COLUMNS = ["row", "column", "value", "message", "severity"]
 CHANGE_COLUMNS = "purchase_order_id, old_order_date, new_order_date, old_currency, new_currency, kind, changed_at, upload_id, user_id"
 
 
@@ -50,10 +49,10 @@ class SupplierCheck:
         """The batch's lines (all of them: they load) and a row issue (a warning naming both
         suppliers) for each line of a conflicting order."""
         if lines.empty or not self.conflicts:
-            return lines, pd.DataFrame(columns=ISSUE_COLUMNS)
+            return lines, no_issues()
         other = lines[lines["purchase_order_id"].isin(self.conflicts)]
         if other.empty:
-            return lines, pd.DataFrame(columns=ISSUE_COLUMNS)
+            return lines, no_issues()
         pairs = [self.conflicts[int(p)] for p in other["purchase_order_id"]]
         names = dict(Supplier.objects.filter(pk__in={s for pair in pairs for s in pair}).values_list("pk", "name"))
         issues = pd.DataFrame(

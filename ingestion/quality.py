@@ -25,6 +25,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .parsing import text_as_arrow
+from .validation import no_issues
 
 DIMENSIONS = ("validity", "completeness", "consistency", "uniqueness", "plausibility")
 GRADES = ((95, "A"), (85, "B"), (70, "C"))
@@ -136,7 +137,7 @@ class QualityCounter:
         accepted = len(lines)
         self.add("rejected", accepted + rejected, rejected)
         if not accepted:
-            return _no_issues()
+            return no_issues()
         for name in ("unit_of_measure", "category", "supplier_name", "material_description"):
             if name in self.columns:
                 self.add(name, accepted, _count(pc.equal(text_as_arrow(lines[name]), "")))
@@ -166,7 +167,7 @@ class QualityCounter:
         n_future, n_old = _count(future), _count(too_old)
         self.add("order_date_range", dated, n_future + n_old)
         if not (n_future or n_old):
-            return _no_issues()
+            return no_issues()
         header = self.columns.get("order_date", "")
         found = []
         for mask, count, message in ((future, n_future, FUTURE_MESSAGE), (too_old, n_old, too_old_message())):
@@ -321,13 +322,6 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
     return ordered[keep]
-
-
-_NO_ISSUES = pd.DataFrame(columns=["row", "column", "value", "message", "severity"])
-
-
-def _no_issues() -> pd.DataFrame:
-    return _NO_ISSUES  # never changed: its callers concatenate
 
 
 def report(counts: dict[str, list[int]] | dict[str, tuple[int, int]]) -> dict:

@@ -19,11 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .parsing import text_as_arrow
-from .validation import WARNING
+from .validation import WARNING, no_issues
 
 KEYS = ["purchase_order_id", "line_number"]
 VALUES = ["material_id", "quantity", "unit_price", "total_price", "currency"]
-ISSUE_COLUMNS = ["row", "column", "value", "message", "severity"]
 MAX_CHUNKS = 16
 
 
@@ -60,11 +59,11 @@ class RepeatedAcrossBatches:
         """Row issues (warnings) for the lines of this batch an earlier batch carried with
         other values; remembers this batch's lines for the next."""
         if lines.empty:
-            return pd.DataFrame(columns=ISSUE_COLUMNS)
+            return no_issues()
         last = last_of_each(lines)
         orders = last["purchase_order_id"].to_numpy(dtype=np.int64)
         if orders.max() >= 1 << 31:  # the key below would not be exact
-            return pd.DataFrame(columns=ISSUE_COLUMNS)
+            return no_issues()
         keys = (orders.astype(np.uint64) << np.uint64(32)) | last["line_number"].to_numpy(dtype=np.uint64)
         hashes, prices = self._hashes(last)
         rows = last["source_row"].to_numpy(dtype=np.int64)
@@ -90,7 +89,7 @@ class RepeatedAcrossBatches:
         if len(self.chunks) > MAX_CHUNKS:
             self.chunks = [_Chunk(*(np.concatenate([getattr(c, name) for c in self.chunks]) for name in _FIELDS))]
         if not found:
-            return pd.DataFrame(columns=ISSUE_COLUMNS)
+            return no_issues()
         taken = last.iloc[[position for position, _, _ in found]]
         return pd.DataFrame(
             {

@@ -30,7 +30,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import redis
@@ -115,9 +116,10 @@ def run_upload(*, upload_id, task_id: str = "") -> dict:
         # database busy with the load (measured: 13–23 ms at p95, of a 50 ms budget).
         publish_state(current)
         if not connection.in_atomic_block:  # inside SQLite's final merge, the row is written at the end
-            Upload.objects.filter(pk=current.pk).update(
-                seq=current.seq, heartbeat_at=timezone.now(), **{f: getattr(current, f) for f in _COUNTERS}
-            )
+            with _without_waiting_for_the_disk():
+                Upload.objects.filter(pk=current.pk).update(
+                    seq=current.seq, heartbeat_at=timezone.now(), **{f: getattr(current, f) for f in _COUNTERS}
+                )
 
     status, error = Upload.Status.COMPLETED, ""
     counted = None
@@ -234,7 +236,8 @@ class _Supervisor(threading.Thread):
                             self._cancel()
                     if now - last_heartbeat >= settings.INGEST_HEARTBEAT_SECONDS:
                         last_heartbeat = now
-                        Upload.objects.filter(pk=self.upload_id).update(heartbeat_at=timezone.now())
+                        with _without_waiting_for_the_disk():
+                            Upload.objects.filter(pk=self.upload_id).update(heartbeat_at=timezone.now())
                 except Exception:  # noqa: BLE001 - a busy SQLite or a blip must not kill the watch
                     log.debug("supervisor check failed", exc_info=True)
                     connection.close_if_unusable_or_obsolete()  # a killed session: reconnect next time
@@ -247,6 +250,19 @@ class _Supervisor(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=5)
+
+
+@contextmanager
+def _without_waiting_for_the_disk() -> Iterator[None]:
+    """A transaction whose commit does not wait for its WAL to reach the disk (PostgreSQL).
+    For progress and heartbeats: a crash may lose the latest, which the next replaces, and
+    while the line writer fills the WAL an ordinary commit would wait for all of it to be
+    flushed (measured: 18 ms per progress update of a 300k-row load, against 0.7 idle)."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
 
 
 def _claim(*, upload_id, task_id: str) -> Upload | None:

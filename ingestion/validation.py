@@ -42,6 +42,14 @@ TEXT_LIMITS = {"supplier_name": 300, "material_description": 500, "category": 20
 
 ERROR = "error"
 WARNING = "warning"
+ISSUE_COLUMNS = ["row", "column", "value", "message", "severity"]
+_NO_ISSUES = pd.DataFrame(columns=ISSUE_COLUMNS)
+
+
+def no_issues() -> pd.DataFrame:
+    """An empty frame of row issues, one for all: the checks that find none return it every
+    batch (building one costs milliseconds), and their callers only read or concatenate it."""
+    return _NO_ISSUES
 
 
 @dataclass
