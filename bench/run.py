@@ -94,10 +94,11 @@ COLUMNS = [
     ("runs", "runs", "{}"),
     ("copy_rows_per_s", "COPY rows/s", "{:,.0f}"),
     ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
-    # Issue 11: UploadQuality.seconds (counting in the batches + outliers + storing) / the load.
+    # Issue 11: UploadQuality.seconds (the counting thread's CPU time + storing) / the load.
     ("quality_share", "score share", "{:.1%}"),
     ("quality_share_spread", "score min-max", "{0[0]:.1%}-{0[1]:.1%}"),
     ("price_check_seconds", "price check s (after)", "{:.1f}"),
+    ("figures_refresh_seconds", "figures s (after)", "{:.1f}"),
     ("cancel_ms", "cancel->stopped ms", "{:.0f}"),
     ("cancel_late_ms", "cancel at 90% ms", "{:.0f}"),
     ("page_load_p95_ms", "GET / p95 ms", "{:.0f}"),
@@ -114,6 +115,7 @@ PER_RUN = (
     "quality_share",
     "quality_seconds",
     "price_check_seconds",
+    "figures_refresh_seconds",
 )
 
 
@@ -569,6 +571,9 @@ def measure_load(
             raise RuntimeError(f"upload {upload.pk}: its price check never ended")
         time.sleep(0.05)
         scored.refresh_from_db()
+    # And the analytics figures the load queued (analytics.tasks.refresh_summaries, same
+    # worker): timed apart too, and over before the next measurement begins.
+    refresh_seconds = wait_for_figures(upload, timeout=timeout)
     upload.refresh_from_db()
     peak = worker.peak()
     # Price outliers are warnings the generator does not count (ingestion/quality.py).
@@ -586,6 +591,7 @@ def measure_load(
         "quality_score": float(scored.score) if scored and scored.score is not None else None,
         "quality_seconds": scored.seconds if scored else None,
         "price_check_seconds": scored.price_check_seconds if scored else None,
+        "figures_refresh_seconds": refresh_seconds,
         "created_lines": upload.created_lines,
         "lines_in_db": PurchaseOrderLine.objects.count(),
         "idle_rss_mb": idle / 1_048_576,
@@ -625,6 +631,25 @@ def measure_load(
             result["final_card_ms"] = (final["at_us"] - upload.finished_at.timestamp() * 1e6) / 1000
     discard_file(upload)
     return result
+
+
+def wait_for_figures(upload, *, timeout: float) -> float | None:
+    """Wait until no analytics refresh is pending; seconds from the load's end, or None if
+    none was (the figures were fresh when the load ended)."""
+    from analytics.models import SummaryState
+
+    deadline = time.monotonic() + timeout
+    waited = False
+    while SummaryState.objects.filter(pk=1, pending__gt=0).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"upload {upload.pk}: the analytics refresh it queued never ended")
+        waited = True
+        time.sleep(0.05)
+    if not waited:
+        return None
+    done = SummaryState.objects.filter(pk=1).values_list("refreshed_at", "built_at").first() or (None, None)
+    last = max((when for when in done if when is not None), default=None)
+    return (last - upload.finished_at).total_seconds() if last and upload.finished_at else None
 
 
 def measure_ws_cancel(user, path: Path, monitor: LiveMonitor, *, batch_rows: int, timeout: float) -> dict:
