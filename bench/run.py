@@ -192,8 +192,26 @@ def empty_tables() -> None:
             Upload,
         )
     ]
+    from analytics import models as analytics
+
+    # The analytics summaries too: they describe the lines, and a refresh after an emptied
+    # database would otherwise only add the new lines' groups to the old ones' (ids are new).
+    tables += [
+        m._meta.db_table
+        for m in (
+            analytics.SpendMonth,
+            analytics.SupplierMonth,
+            analytics.CategoryMonth,
+            analytics.MaterialTotal,
+            analytics.MaterialMonth,
+            analytics.LineOutlier,
+            analytics.VarianceGroup,
+        )
+    ]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+        # Never built: the next refresh rebuilds them whole, from these lines alone.
+        cursor.execute(f"UPDATE {analytics.SummaryState._meta.db_table} SET built_at = NULL, pending = 0")
         for table in tables:
             cursor.execute(f"ANALYZE {table}")
         # The previous load's dirty pages are written now, not during the next timed one.
