@@ -233,7 +233,7 @@ CHANNEL_LAYERS = {
 }
 
 # --- Ingestion ---------------------------------------------------------------------------
-INGEST_BATCH_ROWS = env_int("INGEST_BATCH_ROWS", 5000)
+INGEST_BATCH_ROWS = env_int("INGEST_BATCH_ROWS", 10_000)
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 200 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
