@@ -223,20 +223,25 @@ def prefetch(items: Iterator, *, should_stop: Callable[[], bool], depth: int = 2
     done = object()
     stop = threading.Event()
 
+    def hand_over(entry: tuple) -> bool:
+        """Put `entry` once there is room; False if the consumer stopped first (a put that
+        waited for good would hold this thread past the join below)."""
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        queue.put((item, None), timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set() or should_stop():
+                if not hand_over((item, None)) or should_stop():
                     return
-            queue.put((done, None))
+            hand_over((done, None))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            queue.put((None, exc))
+            hand_over((None, exc))
 
     thread = threading.Thread(target=produce, name="ingest-prefetch", daemon=True)
     thread.start()

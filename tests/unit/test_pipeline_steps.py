@@ -53,6 +53,24 @@ def test_prefetch_works_ahead_by_at_most_its_depth():
     assert prefetch_threads() == []
 
 
+@pytest.mark.parametrize("ending", ["the end", "an error"])
+def test_a_consumer_that_stops_when_every_item_is_read_frees_the_thread_at_once(ending):
+    # A cancel near the end of a file: the reader has read everything and waits to hand over
+    # its end (or its error) to a pipeline that no longer takes anything.
+    def items():
+        yield from range(3)
+        if ending == "an error":
+            raise ValueError("row 30001: the file ends inside a quoted field")
+
+    stream = prefetch(items(), should_stop=lambda: False, depth=2)
+    assert next(stream) == 0  # items 1 and 2 fill the queue
+    time.sleep(0.3)  # the reader is done, its last hand-over waits for room
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < 1  # it waited out the join's 10 s before
+    assert prefetch_threads() == []
+
+
 def test_an_exception_arrives_after_the_items_before_it_and_as_itself():
     def items():
         yield "batch 1"
