@@ -80,7 +80,9 @@ class PurchaseOrder(models.Model):
 class PurchaseOrderLine(models.Model):
     """One observed price. `upload` is the upload that last wrote the line."""
 
-    purchase_order = models.ForeignKey(PurchaseOrder, on_delete=models.CASCADE, related_name="lines")
+    # No index of its own: `unique_po_line` (purchase_order, line_number) serves every lookup
+    # by order, and each index is one more insert per line a load writes.
+    purchase_order = models.ForeignKey(PurchaseOrder, on_delete=models.CASCADE, related_name="lines", db_index=False)
     line_number = models.PositiveIntegerField()
     material = models.ForeignKey(Material, on_delete=models.PROTECT, related_name="lines")
     quantity = models.DecimalField(max_digits=20, decimal_places=4)
@@ -141,8 +143,15 @@ class LineVersion(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CREATED)
     valid_from = models.DateTimeField()
     valid_to = models.DateTimeField(null=True, blank=True)
+    # Indexed by `lineversion_upload_line` (upload, line_id), which serves a lookup by upload.
     upload = models.ForeignKey(
-        "Upload", on_delete=models.SET_NULL, null=True, blank=True, related_name="line_versions", db_constraint=False
+        "Upload",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="line_versions",
+        db_constraint=False,
+        db_index=False,
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -185,17 +185,18 @@ def _load_batches(
                 issues = pd.concat([issues, conflicting], ignore_index=True)
                 validated.warnings += len(conflicting)
                 tally.conflicts += len(conflicting)
-            repeated = _repeated_lines(lines)
+            written = repeats.last_of_each(lines)  # each PO line once: its last row, the one written
+            repeated = _repeated_lines(lines, written)
             if len(repeated):
                 issues = pd.concat([issues, repeated], ignore_index=True)
                 validated.warnings += len(repeated)
                 tally.conflicts += len(repeated)
-            repeated = repeats_seen.check(lines)  # the same line in an earlier batch, with other values
+            repeated = repeats_seen.check(written)  # the same line in an earlier batch, with other values
             if len(repeated):
                 issues = pd.concat([issues, repeated], ignore_index=True)
                 validated.warnings += len(repeated)
                 tally.conflicts += len(repeated)
-            tally.lines += len(repeats.last_of_each(lines))
+            tally.lines += len(written)
             if review.diffs(upload):
                 tally.existing += writer.diff(upload, lines)[0]
             writer.write(lines)
@@ -283,12 +284,13 @@ def _upsert_dimensions(upload: Upload, lines: pd.DataFrame, ids: dimensions.IdCa
     return lines
 
 
-def _repeated_lines(lines: pd.DataFrame) -> pd.DataFrame:
+def _repeated_lines(lines: pd.DataFrame, written: pd.DataFrame) -> pd.DataFrame:
     """Row issues for a PO line a batch carries twice with other values: the last row is
-    taken, and the issue on the earlier one names the row that was."""
+    taken (`written`, the batch with each line once), and the issue on the earlier one names
+    the row that was."""
     keys = ["purchase_order_id", "line_number"]
     values = [*keys, "material_id", "quantity", "unit_price", "total_price", "currency"]
-    if not repeats.has_repeats(lines):
+    if len(written) == len(lines):
         return no_issues()
     twice = lines[lines.duplicated(keys, keep=False)]
     if twice.empty:

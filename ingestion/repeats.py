@@ -82,12 +82,12 @@ class RepeatedAcrossBatches:
         self.chunks: list[_Chunk] = []
         self.currencies: dict[str, int] = {}  # a small code per currency, the same across batches
 
-    def check(self, lines: pd.DataFrame) -> pd.DataFrame:
+    def check(self, last: pd.DataFrame) -> pd.DataFrame:
         """Row issues (warnings) for the lines of this batch an earlier batch carried with
-        other values; remembers this batch's lines for the next."""
-        if lines.empty:
+        other values; remembers this batch's lines for the next. `last`: the batch with each
+        PO line once (`last_of_each`)."""
+        if last.empty:
             return no_issues()
-        last = last_of_each(lines)
         orders = last["purchase_order_id"].to_numpy(dtype=np.int64)
         if orders.max() >= 1 << 31:  # the key below would not be exact
             return no_issues()
