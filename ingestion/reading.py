@@ -89,6 +89,7 @@ class Table:
     read: BatchReader
     description: str  # e.g. "CSV, utf-8, ';'-separated"
     positions: list[int] | None = None  # the columns `batches` reads; None for all
+    nul_free: bool = False  # the file holds no NUL byte: no value needs `_without_nul`
 
     def use_columns(self, headers: Iterable[str]) -> None:
         """Read only these columns (by header; the first of equal headers): the rest of a
@@ -102,7 +103,8 @@ class Table:
     @property
     def batches(self) -> Iterator[Batch]:
         """The batches from the first row, with the chosen columns, without NUL bytes."""
-        return _without_nul(self.read(self.positions))
+        batches = self.read(self.positions)
+        return batches if self.nul_free else _without_nul(batches)
 
 
 def _without_nul(batches: Iterator[Batch]) -> Iterator[Batch]:
@@ -149,16 +151,26 @@ def _check_width(headers: list[str], *, limits: ReadLimits, where: str) -> None:
 # --- CSV ---------------------------------------------------------------------------------
 
 
-def _scan(path: Path, encoding: str | None) -> tuple[int, bool]:
-    """One pass over the bytes: count line breaks (an estimate of the rows, exact unless
-    quoted cells hold line breaks) and check whether the text decodes as UTF-8."""
+@dataclass
+class _Scan:
+    lines: int  # line breaks: an estimate of the rows, exact unless quoted cells hold some
+    utf8: bool  # the bytes decode as UTF-8
+    nul: bool  # a NUL byte somewhere: its values are cleaned batch by batch (`_without_nul`)
+
+
+def _scan(path: Path, encoding: str | None) -> _Scan:
+    """One pass over the bytes: count line breaks, look for a NUL byte (most files have
+    none, and then no batch is searched for one) and check whether the text decodes as
+    UTF-8."""
     decoder = codecs.getincrementaldecoder("utf-8")() if encoding is None else None
     lines = 0
     valid = True
+    nul = False
     last = b""
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             lines += chunk.count(b"\n")
+            nul = nul or b"\x00" in chunk
             last = chunk
             if decoder is not None and valid:
                 try:
@@ -172,16 +184,18 @@ def _scan(path: Path, encoding: str | None) -> tuple[int, bool]:
             valid = False
     if last and not last.endswith(b"\n"):
         lines += 1
-    return lines, valid
+    return _Scan(lines=lines, utf8=valid, nul=nul)
 
 
-def _detect_encoding(path: Path, head: bytes) -> tuple[str, int]:
+def _detect_encoding(path: Path, head: bytes) -> tuple[str, _Scan]:
+    """The file's encoding, and what one pass over its bytes found (`_Scan`)."""
     if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig", _scan(path, "utf-8-sig")[0]
+        return "utf-8-sig", _scan(path, "utf-8-sig")
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        # Excel's "Unicode text" export: UTF-16, tab-separated.
+        # Excel's "Unicode text" export: UTF-16, tab-separated (half its bytes are NUL).
         size = path.stat().st_size
-        return "utf-16", max(1, head.decode("utf-16", errors="replace").count("\n") * size // max(1, len(head)))
+        lines = max(1, head.decode("utf-16", errors="replace").count("\n") * size // max(1, len(head)))
+        return "utf-16", _Scan(lines=lines, utf8=False, nul=True)
     if head.startswith(b"PK\x03\x04"):
         raise FileError(
             "This file is a zip archive (an Excel .xlsx file?) but is named as CSV; upload it with its .xlsx name."
@@ -195,9 +209,9 @@ def _detect_encoding(path: Path, head: bytes) -> tuple[str, int]:
             f"This is not a text file: it holds binary data ({control} control bytes in its first "
             f"{len(head):,}, the first at byte {offset}). Upload CSV or Excel files."
         )
-    lines, is_utf8 = _scan(path, None)
-    if is_utf8:
-        return "utf-8", lines
+    scan = _scan(path, None)
+    if scan.utf8:
+        return "utf-8", scan
     from charset_normalizer import from_path
 
     results = from_path(path, steps=8, chunk_size=4096)
@@ -216,7 +230,8 @@ def _detect_encoding(path: Path, head: bytes) -> tuple[str, int]:
                 break
     if encoding.lower().replace("-", "_") in {"ascii", "utf_8"}:
         encoding = "cp1252"
-    return encoding, lines
+    # Every encoding writes the NUL character with a NUL byte: none in the bytes, none in the text.
+    return encoding, scan
 
 
 def _find_header_line(text_lines: list[str], delimiter: str) -> int:
@@ -272,7 +287,7 @@ def _open_csv(path: Path, *, head: bytes, batch_rows: int, limits: ReadLimits) -
                     f"The first line is longer than {MAX_HEADER_BYTES // 1_048_576} MB with no line break: "
                     "this is not a table with a header row."
                 )
-    encoding, line_count = _detect_encoding(path, head)
+    encoding, scan = _detect_encoding(path, head)
     sample = head.decode(encoding, errors="replace")
     if len(head) == 65536:  # do not sniff a line cut in half
         sample = sample[: sample.rfind("\n") + 1] or sample
@@ -317,12 +332,13 @@ def _open_csv(path: Path, *, head: bytes, batch_rows: int, limits: ReadLimits) -
             raise FileError(f"The file cannot be read as CSV: {exc}") from exc
         yield from _csv_batches(reader, first_data_row, positions=wanted, names=[headers[i] for i in wanted])
 
-    estimate = max(0, line_count - header_line - 1)
+    estimate = max(0, scan.lines - header_line - 1)
     return Table(
         headers=headers,
         estimated_rows=estimate or None,
         read=read,
         description=f"CSV, {encoding}, {'TAB' if delimiter == chr(9) else repr(delimiter)}-separated",
+        nul_free=not scan.nul,
     )
 
 

@@ -133,3 +133,25 @@ def test_large_xlsx_is_streamed_with_the_same_result(tmp_path, monkeypatch):
     assert streamed_table.headers == whole_table.headers
     assert streamed.equals(whole)
     assert [b.first_row for b in batches] == [3, 13, 23]
+
+
+def test_only_a_file_with_a_nul_byte_has_its_values_searched_for_one(tmp_path):
+    clean = tmp_path / "clean.csv"
+    clean.write_bytes(b"supplier,material,po_number,quantity,unit_price\nS,M,PO1,1,2.50\n")
+    table = open_table(clean, name=clean.name, batch_rows=10)
+    assert table.nul_free
+    assert [b.warnings for b in table.batches] == [[]]
+
+    dirty = tmp_path / "dirty.csv"
+    dirty.write_bytes(b"supplier,material,po_number,quantity,unit_price\nS\x00,M,PO1,1,2.50\n")
+    table = open_table(dirty, name=dirty.name, batch_rows=10)
+    assert not table.nul_free
+    (batch,) = table.batches
+    assert batch.frame["supplier"].tolist() == ["S"]
+    assert [w[1:] for w in batch.warnings] == [
+        ("supplier", "S", "A NUL byte (binary data) was removed from this value")
+    ]
+
+    utf16 = tmp_path / "unicode.txt"
+    utf16.write_bytes("supplier\tmaterial\tpo_number\tquantity\tunit_price\nS\tM\tPO1\t1\t2.50\n".encode("utf-16"))
+    assert not open_table(utf16, name="unicode.csv", batch_rows=10).nul_free  # half its bytes are NUL
