@@ -946,6 +946,9 @@ def main(argv: list[str] | None = None) -> int:
         LOG_LEVEL=os.environ.get("LOG_LEVEL", "ERROR"),
         CHANNELS_PREFIX=os.environ.get("CHANNELS_PREFIX", "intake-bench"),
         PYTHONUNBUFFERED="1",
+        # The 40-column export of 1M rows is 296 MB, over the default 200 MB an upload may
+        # be (a deployment that takes such files raises it the same way).
+        UPLOAD_MAX_BYTES=os.environ.get("UPLOAD_MAX_BYTES", str(512 * 1024 * 1024)),
     )
 
     load_at_start = os.getloadavg()

@@ -136,7 +136,7 @@ class IdCache:
     passes MAX_ENTRIES, so memory stays flat however large the file: a forgotten key costs
     one more indexed lookup, in the batch's single statement."""
 
-    MAX_ENTRIES = 100_000  # per kind: about 15 MB for keys of a dozen characters
+    MAX_ENTRIES = 50_000  # per kind: about 7 MB for keys of a dozen characters
 
     def __init__(self, upload_id=None) -> None:
         self.upload_id = upload_id  # recorded on the rows it creates (`created_by_upload`)

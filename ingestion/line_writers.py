@@ -195,7 +195,7 @@ class TransactionLineWriter:
         written against the dates as they were."""
         if not self._orders:
             return
-        orders = pd.concat(self._orders, ignore_index=True).drop_duplicates("p", keep="first")
+        orders = po_changes.collected(self._orders)
         self._orders = []
         cursor.execute(
             po_changes.apply_sql(policy=self.policy),
@@ -427,7 +427,7 @@ class StagingLineWriter:
                     on_saving(min(end, high + 1) - low, high - low + 1)
             if self._orders:  # the orders' dates and currencies, last, as on PostgreSQL
                 po_changes.apply_orm(
-                    orders=pd.concat(self._orders, ignore_index=True).drop_duplicates("p", keep="first"),
+                    orders=po_changes.collected(self._orders),
                     policy=self.policy,
                     upload_id=self.upload_id,
                     now=now,
@@ -474,9 +474,7 @@ class DryRunWriter:
     def orders(self) -> pd.DataFrame:
         """Each order the file brings with its date and currency (`po_changes.batch_orders`),
         for the dry run's report of the orders that would change."""
-        if not self._orders:
-            return pd.DataFrame(columns=["p", "d", "c"])
-        return pd.concat(self._orders, ignore_index=True).drop_duplicates("p", keep="first")
+        return po_changes.collected(self._orders)
 
     def write(self, lines: pd.DataFrame) -> None:
         if not lines.empty:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 from django.db import connection
 
@@ -74,16 +75,40 @@ class SupplierCheck:
 
 
 def batch_orders(lines: pd.DataFrame) -> pd.DataFrame:
-    """A batch's orders with the values it brings: the first line of each order's (order
-    dates are 'YYYY-MM-DD' text or None, as `parsing.parse_date` gives them)."""
+    """A batch's orders with the values it brings: the first line of each order's. The date
+    and currency are kept as categories (a load holds every batch's orders until its commit:
+    a million-row file's 100,000 orders took 13 MB as Python strings); `collected` gives
+    them back as text."""
     firsts = lines[~lines["purchase_order_id"].duplicated(keep="first").to_numpy()]
     return pd.DataFrame(
         {
             "p": firsts["purchase_order_id"].astype("int64").to_numpy(),
-            "d": firsts["order_date"].to_numpy(dtype=object),
-            "c": firsts["currency"].to_numpy(),
+            "d": pd.Categorical(firsts["order_date"].to_numpy(dtype=object)),
+            "c": pd.Categorical(firsts["currency"].to_numpy(dtype=object)),
         }
     )
+
+
+def collected(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Every batch's orders (`batch_orders`), each once with the values of its first line in
+    the file: p, d (order date, 'YYYY-MM-DD' text as `parsing.parse_date` gives it, or None)
+    and c (currency)."""
+    if not frames:
+        return pd.DataFrame({"p": pd.Series(dtype="int64"), "d": pd.Series(dtype=object), "c": pd.Series(dtype=object)})
+    orders = pd.concat(frames, ignore_index=True).drop_duplicates("p", keep="first")
+    return pd.DataFrame(
+        {
+            "p": orders["p"].to_numpy(dtype="int64"),
+            **{name: pd.Series(_text(orders[name]), dtype=object) for name in ("d", "c")},
+        }
+    )
+
+
+def _text(values: pd.Series) -> np.ndarray:
+    """Categories (or what concat made of categories that differ) as text, None where missing."""
+    text = values.to_numpy(dtype=object, copy=True)
+    text[pd.isna(text)] = None
+    return text
 
 
 def apply_sql(*, policy: str) -> str:
