@@ -22,10 +22,14 @@ from . import dimensions, line_writers, po_changes, quality, repeats, review, sp
 from .mapping_step import constant_label, plan_upload, with_constants
 from .models import RowIssue, Upload
 from .outcomes import Cancelled, NeedsReview, PipelineError
-from .reading import FileError, Table, open_table
+from .reading import Batch, FileError, Table, open_table
 from .validation import ERROR, WARNING, no_issues, validate_batch
 
 MAX_STORED_ISSUES = 50_000
+# The file's first batch is cut into pieces of these sizes first (and the rest of it): the
+# line writer, which sets the pace of a load, starts on the first thousand rows instead of
+# waiting for a whole batch to be validated and resolved.
+RAMP_ROWS = (1_000, 3_000)
 log = logging.getLogger(__name__)
 
 
@@ -133,7 +137,7 @@ def _load_batches(
     stored_issues = 0
 
     def validated_batches():
-        for batch in table.batches:
+        for batch in ramped(table.batches):
             yield (
                 batch,
                 validate_batch(
@@ -214,6 +218,44 @@ def _load_batches(
             on_progress(upload, "Loading")
     except FileError as exc:
         raise PipelineError(str(exc)) from exc
+
+
+def ramped(batches: Iterator[Batch], sizes: tuple[int, ...] = RAMP_ROWS) -> Iterator[Batch]:
+    """`batches`, the first of them cut into pieces of `sizes` rows and the rest of it. A
+    piece keeps the rows the reader skipped and the values it cleaned that fall among its rows."""
+    first = next(batches, None)
+    if first is None:
+        return
+    for size in sizes:
+        if len(first.frame) <= size:
+            break
+        piece, first = _cut(first, size)
+        yield piece
+    yield first
+    yield from batches
+
+
+def _cut(batch: Batch, rows: int) -> tuple[Batch, Batch]:
+    """(the first `rows` rows of `batch`, the others). Skipped rows and cleaned values go
+    with the rows they sit among (by row number; a skipped row without one goes first)."""
+    split = int(batch.frame.index[rows])
+
+    def before(row) -> bool:
+        return row is None or row < split
+
+    head = Batch(
+        frame=batch.frame.iloc[:rows],
+        first_row=batch.first_row,
+        skipped=[s for s in batch.skipped if before(s[0])],
+        warnings=[w for w in batch.warnings if before(w[0])],
+    )
+    rest = Batch(
+        frame=batch.frame.iloc[rows:],
+        first_row=split,
+        skipped=[s for s in batch.skipped if not before(s[0])],
+        warnings=[w for w in batch.warnings if not before(w[0])],
+    )
+    return head, rest
 
 
 def prefetch(items: Iterator, *, should_stop: Callable[[], bool], depth: int = 2) -> Iterator:

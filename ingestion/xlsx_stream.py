@@ -592,7 +592,22 @@ def _key(pattern: bytes) -> tuple[int, int]:
     )
 
 
-_TAG_KEYS = [(code, *_key(pattern)) for code, pattern in _TAGS]
+def _tag_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """By the two bytes after a '<' (a little-endian 16-bit number): the tag they can only
+    begin, and the value and mask of its (up to four) bytes to confirm it. Both `row` tags
+    begin with 'ro': the table confirms 'row', the byte after it is checked apart."""
+    code = np.full(1 << 16, _UNKNOWN, dtype=np.int8)
+    value = np.zeros(1 << 16, dtype=np.uint32)
+    mask = np.zeros(1 << 16, dtype=np.uint32)
+    for kind, pattern in _TAGS:
+        known, known_mask = _key(pattern[:3] if kind == _ROW else pattern)
+        slot = known & 0xFFFF
+        assert code[slot] in (_UNKNOWN, kind), pattern  # two bytes name one tag
+        code[slot], value[slot], mask[slot] = kind, known, known_mask
+    return code, value, mask
+
+
+_TAG_CODE, _TAG_VALUE, _TAG_MASK = _tag_table()
 _POOL = pa.default_memory_pool()
 _MAX_LETTERS_COLUMN = 26**3 + 26**2 + 26  # ZZZ
 _ATTRS_RE = re.compile(r'(?: s="([0-9]{1,9})")?(?: t="([a-zA-Z]{1,9})")?')
@@ -620,14 +635,16 @@ def _fast_cells(block: bytes):
     lt = np.flatnonzero(a[: len(block)] == 60)
     if not len(lt):
         return None
-    after = lt + 1
-    key = a[after].astype(np.uint32)
-    for shift in (1, 2, 3):
-        key |= a[after + shift].astype(np.uint32) << np.uint32(8 * shift)
-    kind = np.full(len(lt), _UNKNOWN, dtype=np.int8)
-    for code, value, mask in _TAG_KEYS:
-        kind[(key & np.uint32(mask)) == np.uint32(value)] = code
+    # The four bytes after each '<' as one number (a view of the bytes at every offset).
+    quads = np.ndarray((len(a) - 3,), dtype="<u4", buffer=a, strides=(1,))
+    key = quads[lt + 1]
+    slot = key & np.uint32(0xFFFF)
+    kind = _TAG_CODE[slot]
+    kind[(key & _TAG_MASK[slot]) != _TAG_VALUE[slot]] = _UNKNOWN
     if (kind == _UNKNOWN).any() or (a[lt[kind == _ROW_END] + 5] != 62).any():
+        return None
+    row_next = a[lt[kind == _ROW] + 4]  # 'row' then a space or '>'
+    if ((row_next != 32) & (row_next != 62)).any():
         return None
     padded = np.concatenate([kind, np.full(4, _UNKNOWN, dtype=np.int8)])
     v = np.flatnonzero(kind == _V)
@@ -677,26 +694,38 @@ def _fast_cells(block: bytes):
 
 
 def _references(a: np.ndarray, start: np.ndarray, end: np.ndarray):
-    """Column and row numbers of cell references 'A1' to 'XFD1048576' (None if any is not one)."""
+    """Column and row numbers of cell references 'A1' to 'ZZZ9999999' (None if any is not
+    one): one to three capitals, then one to seven digits. Read a character position at a
+    time across all the references (`a` holds at least seven bytes after any reference's
+    end), so the work is a few passes over one array per position."""
     length = end - start
     if (length < 2).any() or (length > 10).any():
         return None, None
-    width = int(length.max())
-    at = np.arange(width)
-    inside = at < length[:, None]
-    chars = a[np.minimum(start[:, None] + at, len(a) - 1)].astype(np.int32)
-    letter = (chars >= 65) & (chars <= 90) & inside
-    digit = (chars >= 48) & (chars <= 57) & inside
-    letters = letter.sum(axis=1)
-    if not ((letter | digit) == inside).all() or not (letter == (at < letters[:, None])).all():
+
+    def capital(at: np.ndarray) -> np.ndarray:
+        c = a[at]
+        return (c >= 65) & (c <= 90)
+
+    if not capital(start).all():
         return None, None
-    digits = length - letters
-    if (letters < 1).any() or (letters > 3).any() or (digits < 1).any() or (digits > 7).any():
+    second = capital(start + 1)
+    third = second & capital(start + 2)
+    if (third & capital(start + 3)).any():
         return None, None
-    column_power = np.where(letter, 26 ** np.clip(letters[:, None] - 1 - at, 0, None), 0)
-    numbers = ((chars - 64) * column_power).sum(axis=1)
-    row_power = np.where(digit, 10 ** np.clip(length[:, None] - 1 - at, 0, None), 0)
-    rows = ((chars - 48) * row_power).sum(axis=1)
+    numbers = a[start].astype(np.int64) - 64
+    numbers = np.where(second, numbers * 26 + a[start + 1] - 64, numbers)
+    numbers = np.where(third, numbers * 26 + a[start + 2].astype(np.int64) - 64, numbers)
+    first_digit = start + 1 + second + third
+    digits = end - first_digit
+    if (digits < 1).any() or (digits > 7).any():
+        return None, None
+    rows = np.zeros(len(start), dtype=np.int64)
+    for k in range(int(digits.max())):
+        active = k < digits
+        digit = a[first_digit + k].astype(np.int64) - 48
+        if (((digit < 0) | (digit > 9)) & active).any():
+            return None, None
+        rows = np.where(active, rows * 10 + digit, rows)
     return numbers, rows
 
 

@@ -1,5 +1,5 @@
-"""The pipeline's own machinery, without a database: the prefetch thread and line
-numbering."""
+"""The pipeline's own machinery, without a database: the first batch's ramp, the prefetch
+thread and line numbering."""
 
 from __future__ import annotations
 
@@ -10,11 +10,47 @@ import pandas as pd
 import pytest
 
 from ingestion.outcomes import Cancelled
-from ingestion.pipeline import _number_lines, prefetch
+from ingestion.pipeline import _number_lines, prefetch, ramped
+from ingestion.reading import Batch
 
 
 def prefetch_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "ingest-prefetch"]
+
+
+# --- the first batch's ramp ---------------------------------------------------------------
+
+
+def batch_of(first_row: int, rows: int, *, skipped=(), warnings=()) -> Batch:
+    frame = pd.DataFrame({"po": [f"PO{i}" for i in range(rows)]}, index=range(first_row, first_row + rows))
+    return Batch(frame=frame, first_row=first_row, skipped=list(skipped), warnings=list(warnings))
+
+
+def test_the_first_batch_is_cut_into_a_ramp_and_every_row_skip_and_warning_keeps_its_place():
+    first = batch_of(
+        2,
+        5_500,
+        skipped=[(None, "unnumbered"), (900, "a"), (1_002, "b"), (5_000, "c")],
+        warnings=[(1_001, "po", "x", "NUL"), (1_002, "po", "y", "NUL"), (5_501, "po", "z", "NUL")],
+    )
+    second = batch_of(5_502, 10_000, skipped=[(5_600, "d")])
+    pieces = list(ramped(iter([first, second]), sizes=(1_000, 3_000)))
+
+    assert [len(p.frame) for p in pieces] == [1_000, 3_000, 1_500, 10_000]
+    assert [p.first_row for p in pieces] == [2, 1_002, 4_002, 5_502]
+    assert [list(p.frame.index[[0, -1]]) for p in pieces[:3]] == [[2, 1_001], [1_002, 4_001], [4_002, 5_501]]
+    assert [[row for row, _ in p.skipped] for p in pieces] == [[None, 900], [1_002], [5_000], [5_600]]
+    assert [[w[0] for w in p.warnings] for p in pieces] == [[1_001], [1_002], [5_501], []]
+    assert pieces[3] is second  # later batches pass as they are
+    assert pd.concat([p.frame for p in pieces[:3]]).equals(first.frame)
+
+
+def test_a_first_batch_shorter_than_the_ramp_and_an_empty_file_pass_as_they_are():
+    short = batch_of(2, 1_000)
+    assert list(ramped(iter([short]), sizes=(1_000, 3_000))) == [short]
+    middle = batch_of(2, 2_500)
+    assert [len(p.frame) for p in ramped(iter([middle]), sizes=(1_000, 3_000))] == [1_000, 1_500]
+    assert list(ramped(iter([]))) == []
 
 
 # --- prefetch -------------------------------------------------------------------------------
