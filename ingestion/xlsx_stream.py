@@ -2,13 +2,14 @@
 
 openpyxl's read-only mode streams a sheet too, but builds a Python object per cell and per XML
 element (about 1,000 rows a second on a busy machine); calamine is fast but holds the whole
-sheet. Here the sheet's XML is inflated a few megabytes at a time, cut after a row's end, and
-each block is read by one regular expression that recognizes the cells every writer produces
-(Excel, openpyxl, LibreOffice: `<c r="B2" s="1" t="s"><v>7</v></c>`, inline strings,
-formulas with their cached value, empty styled cells). A block holding anything else (another
-attribute order, namespace prefixes, rich inline text, comments, cells without a reference)
-is parsed whole with defusedxml instead, so every block is read exactly; only the common one
-is read fast. Values become text exactly as openpyxl's reader and reading._cell_text make
+sheet. Here the sheet's XML is inflated a few megabytes at a time and cut after a row's end.
+A block whose every tag is one the cells of every writer use (Excel, openpyxl, LibreOffice:
+`<c r="B2" s="1" t="s"><v>7</v></c>`, inline strings, formulas with their cached value, empty
+styled cells) is read from the positions of its tags alone, in numpy and Arrow
+(`_fast_cells`); else one regular expression that recognizes those cells reads it cell by
+cell. A block holding anything else (another attribute order, namespace prefixes, rich
+inline text, comments, cells without a reference) is parsed whole with defusedxml instead,
+so every block is read exactly; only the common one is read fast. Values become text exactly as openpyxl's reader and reading._cell_text make
 them (its own helpers convert dates, times, durations, rich text and shared strings), so
 both readers give the same rows.
 
