@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import zipfile
 
+import numpy as np
 import pandas as pd
 import pytest
 from openpyxl import Workbook, load_workbook
@@ -302,3 +303,44 @@ def test_a_sample_read_first_leaves_the_workbook_for_the_loads_own_read(tmp_path
     _, whole, _ = streamed(path)
     assert len(frame) > len(sample.frame)
     pd.testing.assert_frame_equal(frame, whole)
+
+
+# --- the fast path's pieces -------------------------------------------------------------------
+
+
+def references(*refs: str):
+    """`xlsx_stream._references` over cell references as they stand in a block: r="A1"."""
+    blob = b"".join(b'r="' + r.encode() + b'"' for r in refs) + b"\x00" * 8
+    a = np.frombuffer(blob, dtype=np.uint8)
+    starts, ends, at = [], [], 0
+    for r in refs:
+        starts.append(at + 3)
+        ends.append(at + 3 + len(r))
+        at += len(r) + 4
+    return xlsx_stream._references(a, np.array(starts), np.array(ends))
+
+
+def test_cell_references_give_their_column_and_row_numbers():
+    columns, rows = references("A1", "Z9", "AA10", "AZ100", "XFD1048576", "ZZZ9999999", "B007")
+    assert columns.tolist() == [1, 26, 27, 52, 16384, 18278, 2]
+    assert rows.tolist() == [1, 9, 10, 100, 1048576, 9999999, 7]
+
+
+@pytest.mark.parametrize("bad", ["a1", "AAAA1", "A12345678", "A", "1A", "A1B", "A-1", "A 1", "Ä1"])
+def test_a_block_with_anything_but_a_reference_leaves_the_fast_path(bad):
+    assert references("A1", bad, "B2") == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("block", "fast"),
+    [
+        (b'<row r="2"><c r="A2"><v>1</v></c><c r="B2" t="s"><v>0</v></c></row>', True),
+        (b'<row><c r="A2"><v>1</v></c></row>', True),
+        (b'<rows r="2"><c r="A2"><v>1</v></c></rows>', False),  # not a row
+        (b'<row\tr="2"><c r="A2"><v>1</v></c></row>', False),  # a tab after 'row': parsed whole
+        (b'<row r="2"><c r="A2"><x>1</x></c></row>', False),  # an unknown tag
+        (b'<row r="2"><c r="A2"><v>1</v></c></rowx>', False),
+    ],
+)
+def test_the_fast_path_reads_only_blocks_made_of_the_tags_it_knows(block, fast):
+    assert (xlsx_stream._fast_cells(block) is not None) is fast
