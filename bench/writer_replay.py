@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import time
-import types
 from pathlib import Path
 from unittest import mock
 
@@ -70,8 +69,8 @@ def replay(url: str, upload_id: str, user_id: int | None, batches: list[str]) ->
     from ingestion import line_writers
     from ingestion.models import LineVersion, PurchaseOrderLine
 
-    writer = types.SimpleNamespace(upload_id=upload_id, policy="update", now=timezone.now(), user_id=user_id)
-    sql, tail = line_writers.TransactionLineWriter._statement(writer)  # it reads only these four
+    now = timezone.now()
+    sql, tail = line_writers.batch_statement(upload_id=upload_id, policy="update", now=now, user_id=user_id)
     tables = f"{PurchaseOrderLine._meta.db_table}, {LineVersion._meta.db_table}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {tables} CASCADE")
@@ -87,7 +86,7 @@ def replay(url: str, upload_id: str, user_id: int | None, batches: list[str]) ->
         cpu = backend_cpu_seconds(pid)
         started = time.perf_counter()
         for batch in batches:
-            conn.execute(sql, [upload_id, writer.now, writer.now, batch, *tail])
+            conn.execute(sql, [*line_writers.batch_parameters(upload_id=upload_id, now=now, lines_json=batch), *tail])
         conn.commit()
         return time.perf_counter() - started, backend_cpu_seconds(pid) - cpu
 

@@ -97,6 +97,38 @@ def open_line_writer(
     return StagingLineWriter(upload_id, should_stop=should_stop, policy=policy)
 
 
+def batch_statement(*, upload_id: str, policy: str, now: datetime, user_id) -> tuple[str, list]:
+    """The line writer's statement for one batch, and the parameters that follow the batch's
+    own (`batch_parameters`). xmax = 0 marks a freshly inserted row. A row updated here that
+    this upload created in an earlier batch (a file repeating a line) keeps this upload's
+    created_at: it was counted as created already. Unchanged rows are not touched and return
+    nothing, so they write no version either."""
+    condition, condition_params = review.update_condition(
+        upload_id, policy=policy, lines=_table(PurchaseOrderLine), now=now
+    )
+    upsert = upsert_lines_sql(
+        "SELECT (a->>0)::bigint, (a->>1)::bigint, (a->>2)::bigint, (a->>3)::numeric, (a->>4)::numeric, "
+        "(a->>5)::numeric, a->>6, %s::uuid, %s, %s FROM json_array_elements(%s::json) a",
+        condition,
+    )
+    counts = "SELECT COUNT(*) FILTER (WHERE inserted), COUNT(*) FILTER (WHERE NOT inserted AND NOT ours) FROM written"
+    if not line_history.history_enabled():
+        return f"WITH written AS ({upsert} RETURNING (xmax = 0) AS inserted, created_at = %s AS ours) {counts}", [
+            *condition_params,
+            now,
+        ]
+    versions, _ = line_history.versions_after_upsert("written")
+    return (
+        f"WITH written AS ({upsert} RETURNING {line_history.RETURNING}, created_at = %s AS ours), {versions} {counts}",
+        [*condition_params, now, now, now, upload_id, user_id],
+    )
+
+
+def batch_parameters(*, upload_id: str, now: datetime, lines_json: str) -> list:
+    """A batch's own parameters of `batch_statement` (its lines as `batch_json.lines_json`)."""
+    return [upload_id, now, now, lines_json]
+
+
 class TransactionLineWriter:
     """PostgreSQL: lines are upserted batch by batch inside one transaction held open on a
     connection of the writer's own, and committed by `finish`.
@@ -160,7 +192,7 @@ class TransactionLineWriter:
             db.close()
             return
         self._ready.set()
-        sql, tail = self._statement()
+        sql, tail = batch_statement(upload_id=self.upload_id, policy=self.policy, now=self.now, user_id=self.user_id)
         try:
             while not self._closing.is_set():
                 try:
@@ -207,34 +239,6 @@ class TransactionLineWriter:
             },
         )
 
-    def _statement(self) -> tuple[str, list]:
-        """The batch's statement, and the parameters that follow the batch's own. xmax = 0
-        marks a freshly inserted row. A row updated here that this upload created in an
-        earlier batch (a file repeating a line) keeps this upload's created_at: it was
-        counted as created already. Unchanged rows are not touched and return nothing, so
-        they write no version either."""
-        condition, condition_params = review.update_condition(
-            self.upload_id, policy=self.policy, lines=_table(PurchaseOrderLine), now=self.now
-        )
-        upsert = upsert_lines_sql(
-            "SELECT (a->>0)::bigint, (a->>1)::bigint, (a->>2)::bigint, (a->>3)::numeric, (a->>4)::numeric, "
-            "(a->>5)::numeric, a->>6, %s::uuid, %s, %s FROM json_array_elements(%s::json) a",
-            condition,
-        )
-        counts = (
-            "SELECT COUNT(*) FILTER (WHERE inserted), COUNT(*) FILTER (WHERE NOT inserted AND NOT ours) FROM written"
-        )
-        if not line_history.history_enabled():
-            return f"WITH written AS ({upsert} RETURNING (xmax = 0) AS inserted, created_at = %s AS ours) {counts}", [
-                *condition_params,
-                self.now,
-            ]
-        versions, _ = line_history.versions_after_upsert("written")
-        return (
-            f"WITH written AS ({upsert} RETURNING {line_history.RETURNING}, created_at = %s AS ours), {versions} {counts}",
-            [*condition_params, self.now, self.now, self.now, self.upload_id, self.user_id],
-        )
-
     # The pipeline's side ------------------------------------------------------------------
 
     def write(self, lines: pd.DataFrame) -> None:
@@ -246,7 +250,7 @@ class TransactionLineWriter:
         # occurrence wins (across batches the later statement simply overwrites).
         lines = repeats.last_of_each(lines)
         self._orders.append(po_changes.batch_orders(lines))
-        self._put([self.upload_id, self.now, self.now, batch_json.lines_json(lines)])
+        self._put(batch_parameters(upload_id=self.upload_id, now=self.now, lines_json=batch_json.lines_json(lines)))
 
     def diff(self, upload, lines: pd.DataFrame) -> tuple[int, int]:
         """Record the batch's changes to existing lines (`review`), on the caller's connection:

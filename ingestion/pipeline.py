@@ -240,22 +240,18 @@ def _cut(batch: Batch, rows: int) -> tuple[Batch, Batch]:
     with the rows they sit among (by row number; a skipped row without one goes first)."""
     split = int(batch.frame.index[rows])
 
-    def before(row) -> bool:
-        return row is None or row < split
+    def divided(entries: list) -> tuple[list, list]:
+        parts: tuple[list, list] = ([], [])
+        for entry in entries:
+            parts[entry[0] is not None and entry[0] >= split].append(entry)
+        return parts
 
-    head = Batch(
-        frame=batch.frame.iloc[:rows],
-        first_row=batch.first_row,
-        skipped=[s for s in batch.skipped if before(s[0])],
-        warnings=[w for w in batch.warnings if before(w[0])],
+    skipped, later_skipped = divided(batch.skipped)
+    warnings, later_warnings = divided(batch.warnings)
+    return (
+        Batch(frame=batch.frame.iloc[:rows], first_row=batch.first_row, skipped=skipped, warnings=warnings),
+        Batch(frame=batch.frame.iloc[rows:], first_row=split, skipped=later_skipped, warnings=later_warnings),
     )
-    rest = Batch(
-        frame=batch.frame.iloc[rows:],
-        first_row=split,
-        skipped=[s for s in batch.skipped if not before(s[0])],
-        warnings=[w for w in batch.warnings if not before(w[0])],
-    )
-    return head, rest
 
 
 def prefetch(items: Iterator, *, should_stop: Callable[[], bool], depth: int = 2) -> Iterator:

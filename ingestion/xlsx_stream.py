@@ -9,9 +9,9 @@ styled cells) is read from the positions of its tags alone, in numpy and Arrow
 (`_fast_cells`); else one regular expression that recognizes those cells reads it cell by
 cell. A block holding anything else (another attribute order, namespace prefixes, rich
 inline text, comments, cells without a reference) is parsed whole with defusedxml instead,
-so every block is read exactly; only the common one is read fast. Values become text exactly as openpyxl's reader and reading._cell_text make
-them (its own helpers convert dates, times, durations, rich text and shared strings), so
-both readers give the same rows.
+so every block is read exactly; only the common one is read fast. Values become text
+exactly as openpyxl's reader and reading._cell_text make them (its own helpers convert
+dates, times, durations, rich text and shared strings), so both readers give the same rows.
 
 Rows come numbered as a spreadsheet shows them: a gap in the row numbers is filled with
 blank rows, trailing rows without values (formatted only) are not produced at all."""
