@@ -59,7 +59,11 @@ ANALYZE;
 
 
 RELOAD = """
-WITH changed AS (
+WITH old AS (
+    SELECT l.id, l.purchase_order_id, l.line_number, l.material_id, l.quantity, l.unit_price, l.total_price,
+           l.currency, l.updated_at, l.upload_id
+    FROM ingestion_purchaseorderline l WHERE l.id %% 10 = 0
+), changed AS (
     UPDATE ingestion_purchaseorderline l
     SET unit_price = CASE WHEN l.id %% 1000 = 0 THEN l.unit_price * 8 ELSE round(l.unit_price * 1.1, 2) END,
         total_price = l.quantity * CASE WHEN l.id %% 1000 = 0 THEN l.unit_price * 8 ELSE round(l.unit_price * 1.1, 2) END,
@@ -68,11 +72,16 @@ WITH changed AS (
     RETURNING l.id, l.purchase_order_id, l.line_number, l.material_id, l.quantity, l.unit_price, l.total_price,
               l.currency
 )
+-- As the line writers record a line's first change: the state it replaced, then the new one.
 INSERT INTO ingestion_lineversion
     (line_id, purchase_order_id, line_number, material_id, quantity, unit_price, total_price, currency,
-     order_date, kind, valid_from, upload_id)
+     order_date, kind, valid_from, valid_to, upload_id)
+SELECT o.id, o.purchase_order_id, o.line_number, o.material_id, o.quantity, o.unit_price, o.total_price,
+       o.currency, po.order_date, 'created', o.updated_at, now(), o.upload_id
+FROM old o JOIN ingestion_purchaseorder po ON po.id = o.purchase_order_id
+UNION ALL
 SELECT c.id, c.purchase_order_id, c.line_number, c.material_id, c.quantity, c.unit_price, c.total_price,
-       c.currency, po.order_date, 'updated', now(), %(upload)s
+       c.currency, po.order_date, 'updated', now(), NULL, %(upload)s
 FROM changed c JOIN ingestion_purchaseorder po ON po.id = c.purchase_order_id
 """
 

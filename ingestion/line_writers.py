@@ -120,7 +120,7 @@ def batch_statement(*, upload_id: str, policy: str, now: datetime, user_id) -> t
     versions, _ = line_history.versions_after_upsert("written")
     return (
         f"WITH written AS ({upsert} RETURNING {line_history.RETURNING}, created_at = %s AS ours), {versions} {counts}",
-        [*condition_params, now, now, now, upload_id, user_id],
+        [*condition_params, now, now, now, now, upload_id, user_id],
     )
 
 
@@ -412,6 +412,13 @@ class StagingLineWriter:
                 end = start + MERGE_CHUNK
                 cursor.execute(count_new, [self._upload, start, end])
                 new = cursor.fetchone()[0]
+                chunk = (
+                    f"SELECT purchase_order_id, line_number, {', '.join(VALUE_COLUMNS)} FROM {staged} "
+                    "WHERE upload_id = %s AND id >= %s AND id < %s"
+                )
+                chunk_params = [self._upload, start, end]
+                if history:
+                    recorded = line_history.before_staged_chunk(cursor, staged_where=chunk, params=chunk_params)
                 # SQLite counts a row as changed whether the upsert inserted or updated it,
                 # and not at all when the WHERE left it as it was.
                 cursor.execute(upsert, [now, now, self._upload, start, end, *condition_params])
@@ -420,12 +427,12 @@ class StagingLineWriter:
                 if history:
                     line_history.record_staged_chunk(
                         cursor,
-                        staged_where=f"SELECT purchase_order_id, line_number FROM {staged} "
-                        "WHERE upload_id = %s AND id >= %s AND id < %s",
-                        params=[self._upload, start, end],
+                        staged_where=chunk,
+                        params=chunk_params,
                         upload=self._upload,
                         user_id=user_id,
                         now=now,
+                        recorded=recorded,
                     )
                 if on_saving:
                     on_saving(min(end, high + 1) - low, high - low + 1)

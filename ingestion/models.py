@@ -118,10 +118,12 @@ class LineVersion(models.Model):
     """One state of a line, from `valid_from` until `valid_to` (open: its current state).
 
     The lines table holds the current state, so every query on lines keeps working; this
-    table keeps every state a load, a review or a revert wrote, so no price is ever lost.
-    Written set-based by the line writers in the same statement (PostgreSQL) or transaction
-    (SQLite) as the lines. The line's identity (`purchase_order`, `line_number`) is kept
-    beside `line_id` so the history outlives a line a revert removes."""
+    table keeps every state a change, a review or a revert replaced, and the states since,
+    so no price is ever lost. A line written once and never changed has no version: its row
+    is its one state (`line_history.implicit_version`). Written set-based by the line writers
+    in the same statement (PostgreSQL) or transaction (SQLite) as the lines. The line's
+    identity (`purchase_order`, `line_number`) is kept beside `line_id` so the history
+    outlives a line a revert removes."""
 
     class Kind(models.TextChoices):
         CREATED = "created", "Created"

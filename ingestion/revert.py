@@ -6,7 +6,8 @@ suppliers, materials and purchase orders it created go unless something else use
 
 What a line had before the upload is the version just before the upload's first version of
 that line (versions of one line are numbered in the order they were written: a load waits
-for the lines another holds). A line a later upload changed since is not the upload's to
+for the lines another holds). The lines it created that nothing changed since have no
+version (`line_history`): the revert records theirs first. A line a later upload changed since is not the upload's to
 take back (unless that later upload was reverted itself): then nothing is reverted, and
 the caller lists those lines and uploads."""
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import dimensions, po_changes, spend_lines
+from . import dimensions, line_history, po_changes, spend_lines
 from .line_history import VERSION_COLUMNS
 from .models import LineVersion, PurchaseOrderLine, Upload
 from .signals import lines_changed
@@ -73,10 +74,12 @@ def revert_lines(*, upload: Upload, user_id) -> tuple[int, int]:
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                f"SELECT id FROM {lines} WHERE id IN (SELECT line_id FROM {versions} WHERE upload_id = %s) "
-                "ORDER BY id FOR UPDATE",
-                [u],
+                f"SELECT id FROM {lines} WHERE upload_id = %s OR id IN (SELECT line_id FROM {versions} "
+                "WHERE upload_id = %s) ORDER BY id FOR UPDATE",
+                [u, u],
             )
+        # The lines it created that nothing changed since have no version yet: record them.
+        line_history.record_implicit(cursor, lines_where="l.upload_id = %s", params=[u])
         # A later upload's change blocks, unless that upload was reverted itself.
         cursor.execute(
             f"SELECT t.line_id, later.upload_id FROM {mine} JOIN {versions} later ON later.line_id = t.line_id "

@@ -7,11 +7,24 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    Exists,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Abs
 from django.urls import reverse
 
-from . import quality
+from . import line_history, quality
 from .models import (
     LineVersion,
     MappingProfile,
@@ -176,10 +189,16 @@ def line_with_history(*, line_id) -> tuple[PurchaseOrderLine | None, list[dict]]
         line_id = int(line_id)
     except (TypeError, ValueError):
         return None, []
-    line = PurchaseOrderLine.objects.select_related("purchase_order__supplier", "material").filter(pk=line_id).first()
+    line = (
+        PurchaseOrderLine.objects.select_related("purchase_order__supplier", "material", "upload__owner")
+        .filter(pk=line_id)
+        .first()
+    )
     versions = list(
         LineVersion.objects.filter(line_id=line_id).select_related("upload", "user").order_by("valid_from", "id")
     )
+    if not versions and line is not None:  # written once, never changed: its row is its version
+        versions = [line_history.implicit_version(line)]
     materials = Material.objects.in_bulk({v.material_id for v in versions if v.material_id})
     history = []
     for version in versions:
@@ -204,15 +223,48 @@ def line_with_history(*, line_id) -> tuple[PurchaseOrderLine | None, list[dict]]
     return line, history
 
 
-def lines_written_by(*, upload: Upload) -> QuerySet[LineVersion]:
-    """The versions an upload wrote, one per line it created or changed (lines are numbered in
-    the order they were first written)."""
-    po_number = PurchaseOrder.objects.filter(pk=OuterRef("purchase_order_id")).values("po_number")[:1]
-    return (
+def lines_written_by(*, upload: Upload) -> QuerySet:
+    """The states an upload wrote, one per line it created or changed, in line order: its
+    versions, and the lines it created that have none yet (`line_history`). Rows are dicts:
+    line, seq, number, po_number, kind_value, kind_label, qty, price, cur, until (the names
+    differ from the models' so that both sides of the union are annotations, in one order)."""
+    labels = Case(*(When(kind=kind, then=Value(str(label))) for kind, label in LineVersion.Kind.choices))
+    columns = ("line", "seq", "number", "po_number", "kind_value", "kind_label", "qty", "price", "cur", "until")
+    versions = (
         LineVersion.objects.filter(upload=upload)
-        .annotate(po_number=Subquery(po_number))
-        .order_by("line_id", "id")  # the (upload, line_id) index: a page of a 1M-line upload reads a page
+        .annotate(
+            line=F("line_id"),
+            seq=F("id"),
+            number=F("line_number"),
+            po_number=Subquery(PurchaseOrder.objects.filter(pk=OuterRef("purchase_order_id")).values("po_number")[:1]),
+            kind_value=F("kind"),
+            kind_label=labels,
+            qty=F("quantity"),
+            price=F("unit_price"),
+            cur=F("currency"),
+            until=F("valid_to"),
+        )
+        .values(*columns)
     )
+    created = (
+        PurchaseOrderLine.objects.filter(upload=upload)
+        .exclude(Exists(LineVersion.objects.filter(line_id=OuterRef("pk"))))
+        .annotate(
+            line=F("id"),
+            seq=Value(0),
+            number=F("line_number"),
+            po_number=F("purchase_order__po_number"),
+            kind_value=Value(LineVersion.Kind.CREATED.value),
+            kind_label=Value(str(LineVersion.Kind.CREATED.label)),
+            qty=F("quantity"),
+            price=F("unit_price"),
+            cur=F("currency"),
+            until=Value(None, output_field=DateTimeField()),
+        )
+        .values(*columns)
+    )
+    # No ORDER BY inside a union's parts (the models' default ordering): SQLite refuses it.
+    return versions.order_by().union(created.order_by(), all=True).order_by("line", "seq")
 
 
 # --- review -------------------------------------------------------------------------------

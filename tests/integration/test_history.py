@@ -1,5 +1,6 @@
-"""Line history through a real Celery worker: every state of a line is a version, written
-with the lines; an unchanged line writes none; the line's page and JSON show them."""
+"""Line history through a real Celery worker: every state of a line is kept, written with
+the lines: a line written once is its own version, a change records the state it replaces
+and the new one; an unchanged line writes nothing; the line's page and JSON show them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from ingestion import services
+from ingestion import selectors, services
 from ingestion.models import LineVersion, PurchaseOrder, PurchaseOrderLine, Upload
 from tests.helpers import wait_for_upload, write_changed_orders, write_orders
 
@@ -31,19 +32,21 @@ def line_for_row(index: int) -> PurchaseOrderLine:
 
 def test_a_reload_keeps_every_price_it_replaces_and_unchanged_lines_write_nothing(user, tmp_path):
     first = load(user, write_orders(tmp_path / "a.csv", 300))
-    assert LineVersion.objects.count() == 300
-    assert set(LineVersion.objects.values_list("kind", "upload_id", "user_id", "valid_to").distinct()) == {
-        ("created", first.pk, user.pk, None)
-    }
+    assert LineVersion.objects.count() == 0  # a created line is its own version
+    line = line_for_row(7)
+    _, history = selectors.line_with_history(line_id=line.pk)
+    assert [(h["kind"], h["upload"], h["user"], h["unit_price"], h["valid_from"], h["valid_to"]) for h in history] == [
+        ("created", first, "alice", line.unit_price, line.created_at, None)
+    ]
     before = {i: line_for_row(i) for i in CHANGED}
 
     same = load(user, write_orders(tmp_path / "same.csv", 300))
     assert (same.created_lines, same.updated_lines) == (0, 0)
-    assert LineVersion.objects.count() == 300  # unchanged lines write nothing
+    assert LineVersion.objects.count() == 0  # unchanged lines write nothing
 
     second = load(user, write_changed_orders(tmp_path / "b.csv", 300, prices=CHANGED))
     assert (second.created_lines, second.updated_lines) == (0, 3)
-    assert LineVersion.objects.count() == 303
+    assert LineVersion.objects.count() == 6  # each changed line: the state it had, and its new one
     for i, price in CHANGED.items():
         line = line_for_row(i)
         old, new = LineVersion.objects.filter(line_id=line.pk).order_by("valid_from", "id")
@@ -62,11 +65,26 @@ def test_a_reload_keeps_every_price_it_replaces_and_unchanged_lines_write_nothin
             None,
         )
         assert old.valid_to == new.valid_from  # the old state ends where the new one begins
+        assert (old.user_id, old.valid_from, old.order_date) == (user.pk, before[i].created_at, new.order_date)
         assert (new.quantity, new.currency, new.material_id) == (line.quantity, line.currency, line.material_id)
         assert new.order_date == line.purchase_order.order_date
         assert line.unit_price == Decimal(price)
-    # Every other line still has its one open version.
-    assert LineVersion.objects.filter(valid_to__isnull=True).count() == 300
+    assert LineVersion.objects.filter(valid_to__isnull=True).count() == 3
+    # A third change to a line closes its open version and opens one: no second "created".
+    third = load(user, write_changed_orders(tmp_path / "c.csv", 300, prices={**CHANGED, 3: "101.00"}))
+    assert third.updated_lines == 1
+    assert list(
+        LineVersion.objects.filter(line_id=line_for_row(3).pk).order_by("id").values_list("kind", "upload_id")
+    ) == [("created", first.pk), ("updated", second.pk), ("updated", third.pk)]
+    assert LineVersion.objects.filter(valid_to__isnull=True).count() == 3
+    # The second upload's page lists the three lines it changed; the first's, all 300 it wrote.
+    assert [(s["line"], s["kind_value"], s["until"] is None) for s in selectors.lines_written_by(upload=second)] == [
+        (line_for_row(i).pk, "updated", i != 3) for i in sorted(CHANGED, key=lambda i: line_for_row(i).pk)
+    ]
+    written = list(selectors.lines_written_by(upload=first))
+    assert len(written) == 300 and [s["line"] for s in written] == sorted(s["line"] for s in written)
+    assert {s["kind_value"] for s in written} == {"created"}
+    assert sum(1 for s in written if s["until"] is not None) == 3  # changed since
 
 
 def test_a_line_repeated_in_one_file_keeps_both_states_and_its_last_values(user, tmp_path):
@@ -76,7 +94,7 @@ def test_a_line_repeated_in_one_file_keeps_both_states_and_its_last_values(user,
         handle.write("S0000,Supplier 0,M00000,Material 0,EA,PO-000000,2024-03-15,2,7.25,14.50,USD\n")
     upload = load(user, path)
     assert (upload.created_lines, upload.updated_lines) == (6, 0)
-    assert LineVersion.objects.filter(upload=upload).count() == 6
+    assert len(selectors.lines_written_by(upload=upload)) == 6
 
 
 def test_the_line_page_and_its_json_show_who_when_and_which_file(user, other_user, client, tmp_path):
