@@ -66,7 +66,7 @@ def implicit_version(line: PurchaseOrderLine) -> LineVersion:
         valid_from=line.updated_at,
         valid_to=None,
         upload=upload,
-        user_id=upload.owner_id if upload else None,
+        user=upload.owner if upload else None,
     )
 
 
@@ -135,13 +135,14 @@ RETURNING = f"id, purchase_order_id, line_number, {', '.join(VALUE_COLUMNS)}, (x
 
 
 def before_staged_chunk(cursor, *, staged_where: str, params: list) -> tuple[int, int]:
-    """SQLite, before the merge upsert of one chunk of staged lines (`staged_where` selects
+    """The staging writer (SQLite), before the merge upsert of one chunk of staged lines (`staged_where` selects
     their purchase_order_id, line_number and VALUE_COLUMNS, with `params`): the lines it may
     update (a value differs; the upload's policy decides in the merge) that have no version
     get their implicit one, open, so that `record_staged_chunk` finds a version to close.
     Returns the range of version ids this wrote, for `record_staged_chunk` to drop those of
     lines the merge left as they were."""
     versions = _table(LineVersion)
+    differs = "IS NOT" if connection.vendor == "sqlite" else "IS DISTINCT FROM"  # SQLite before 3.39 lacks the latter
     with_max = f"SELECT COALESCE(MAX(id), 0) FROM {versions}"
     cursor.execute(with_max)
     low = cursor.fetchone()[0]
@@ -149,7 +150,7 @@ def before_staged_chunk(cursor, *, staged_where: str, params: list) -> tuple[int
         cursor,
         lines_where=f"EXISTS (SELECT 1 FROM ({staged_where}) s "
         "WHERE s.purchase_order_id = l.purchase_order_id AND s.line_number = l.line_number AND ("
-        + " OR ".join(f"s.{c} IS NOT l.{c}" for c in VALUE_COLUMNS)
+        + " OR ".join(f"s.{c} {differs} l.{c}" for c in VALUE_COLUMNS)
         + "))",
         params=params,
     )
@@ -160,7 +161,7 @@ def before_staged_chunk(cursor, *, staged_where: str, params: list) -> tuple[int
 def record_staged_chunk(
     cursor, *, staged_where: str, params: list, upload: str, user_id, now, recorded: tuple[int, int]
 ) -> None:
-    """SQLite, after the merge upsert of one chunk of staged lines (`staged_where` selects
+    """The staging writer (SQLite), after the merge upsert of one chunk of staged lines (`staged_where` selects
     them, alias `s`, with `params`): the lines it updated are those now carrying this upload
     and this merge's `updated_at` but an earlier `created_at` (staged lines are one per line,
     so each is met once). Their open versions are closed and a version is opened for each, in

@@ -184,7 +184,8 @@ def order_changes(*, purchase_order_id) -> list[PurchaseOrderChange]:
 
 def line_with_history(*, line_id) -> tuple[PurchaseOrderLine | None, list[dict]]:
     """A line (None once a revert removed it) and its versions, oldest first: values, when,
-    kind, and the upload and user that wrote each. (None, []) for an id no line ever had."""
+    kind, and the upload and user that wrote each; a line never changed has one, its own row
+    (`line_history.implicit_version`). (None, []) for an id no line ever had."""
     try:
         line_id = int(line_id)
     except (TypeError, ValueError):
