@@ -9,7 +9,10 @@ lines and versions emptied before each run: one transaction, the writer's settin
 the wall clock and by the backend's own CPU time (/proc, so the database must be local).
 Set `INGEST_LINE_HISTORY=0` to replay the statement without versions.
 
-    .venv/bin/python bench/writer_replay.py [--shape erp] [--rows 300000] [--runs 5]
+    .venv/bin/python bench/writer_replay.py [--shape erp] [--rows 300000] [--runs 5] [--explain N]
+
+`--explain N` prints EXPLAIN (ANALYZE, BUFFERS) of batch N's statement instead, run after
+the batches before it and rolled back: where a statement's time goes, node by node.
 
 Its own database (`REPLAY_DATABASE_URL`, default intake_replay on 127.0.0.1, created and
 migrated if missing: its tables are emptied) and Redis db (`REPLAY_REDIS_URL`, default 10)."""
@@ -91,12 +94,46 @@ def replay(url: str, upload_id: str, user_id: int | None, batches: list[str]) ->
         return time.perf_counter() - started, backend_cpu_seconds(pid) - cpu
 
 
+def explain(url: str, upload_id: str, user_id: int | None, batches: list[str], index: int) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of batch `index`'s statement, after the batches before it,
+    on emptied lines and versions, in the writer's transaction, rolled back."""
+    import psycopg
+    from django.utils import timezone
+
+    from ingestion import line_writers
+    from ingestion.models import LineVersion, PurchaseOrderLine
+
+    now = timezone.now()
+    sql, tail = line_writers.batch_statement(upload_id=upload_id, policy="update", now=now, user_id=user_id)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {PurchaseOrderLine._meta.db_table}, {LineVersion._meta.db_table} CASCADE")
+    with psycopg.connect(url) as conn:
+        for setting in (
+            "SET CONSTRAINTS ALL IMMEDIATE",
+            "SET LOCAL synchronous_commit TO OFF",
+            "SET LOCAL enable_seqscan TO OFF",
+        ):
+            conn.execute(setting)
+        params = [line_writers.batch_parameters(upload_id=upload_id, now=now, lines_json=b) for b in batches]
+        for batch in params[:index]:
+            conn.execute(sql, [*batch, *tail])
+        plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", [*params[index], *tail]).fetchall()
+        conn.rollback()
+    return "\n".join(row[0] for row in plan)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", default="erp")
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--explain",
+        type=int,
+        metavar="N",
+        help="print the plan of batch N (0-based) after the ones before it, then stop",
+    )
     args = parser.parse_args(argv)
 
     url = os.environ.get("REPLAY_DATABASE_URL", DEFAULT_URL)
@@ -120,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     upload_id, user_id, batches = capture(path)
     lines = sum(len(json.loads(batch)) for batch in batches)
     print(f"{path.name}: {len(batches)} batches, {lines:,} lines; history {os.environ.get('INGEST_LINE_HISTORY', '1')}")
+    if args.explain is not None:
+        print(explain(url, upload_id, user_id, batches, args.explain))
+        return 0
     cpu_per_line = []
     for run in range(args.runs):
         wall, cpu = replay(url, upload_id, user_id, batches)

@@ -227,17 +227,19 @@ def line_with_history(*, line_id) -> tuple[PurchaseOrderLine | None, list[dict]]
 def lines_written_by(*, upload: Upload) -> QuerySet:
     """The states an upload wrote, one per line it created or changed, in line order: its
     versions, and the lines it created that have none yet (`line_history`). Rows are dicts:
-    line, seq, number, po_number, kind_value, kind_label, qty, price, cur, until (the names
-    differ from the models' so that both sides of the union are annotations, in one order)."""
+    line, seq, number, order, kind_value, kind_label, qty, price, cur, until (the names
+    differ from the models' so that both sides of the union are annotations, in one order).
+    A page of them gets its PO numbers from `with_po_numbers`: joined here, every row of a
+    1M-line upload would be joined before the page is cut."""
     labels = Case(*(When(kind=kind, then=Value(str(label))) for kind, label in LineVersion.Kind.choices))
-    columns = ("line", "seq", "number", "po_number", "kind_value", "kind_label", "qty", "price", "cur", "until")
+    columns = ("line", "seq", "number", "order", "kind_value", "kind_label", "qty", "price", "cur", "until")
     versions = (
         LineVersion.objects.filter(upload=upload)
         .annotate(
             line=F("line_id"),
             seq=F("id"),
             number=F("line_number"),
-            po_number=Subquery(PurchaseOrder.objects.filter(pk=OuterRef("purchase_order_id")).values("po_number")[:1]),
+            order=F("purchase_order_id"),
             kind_value=F("kind"),
             kind_label=labels,
             qty=F("quantity"),
@@ -254,7 +256,7 @@ def lines_written_by(*, upload: Upload) -> QuerySet:
             line=F("id"),
             seq=Value(0),
             number=F("line_number"),
-            po_number=F("purchase_order__po_number"),
+            order=F("purchase_order_id"),
             kind_value=Value(LineVersion.Kind.CREATED.value),
             kind_label=Value(str(LineVersion.Kind.CREATED.label)),
             qty=F("quantity"),
@@ -266,6 +268,13 @@ def lines_written_by(*, upload: Upload) -> QuerySet:
     )
     # No ORDER BY inside a union's parts (the models' default ordering): SQLite refuses it.
     return versions.order_by().union(created.order_by(), all=True).order_by("line", "seq")
+
+
+def with_po_numbers(*, rows) -> list[dict]:
+    """`lines_written_by` rows (a page of them), each with its `po_number`."""
+    rows = list(rows)
+    numbers = dict(PurchaseOrder.objects.filter(pk__in={row["order"] for row in rows}).values_list("pk", "po_number"))
+    return [{**row, "po_number": numbers.get(row["order"], "")} for row in rows]
 
 
 # --- review -------------------------------------------------------------------------------

@@ -128,6 +128,10 @@ def upload_detail(request, upload_id):
     message, column = request.GET.get("message"), request.GET.get("column")
     chosen = selectors.row_issues(upload=upload, severity=severity, rule=rule, message=message, column=column)
     issues = Paginator(chosen, ISSUES_PER_PAGE).get_page(request.GET.get("page"))
+    written_lines = Paginator(selectors.lines_written_by(upload=upload), LINES_PER_PAGE).get_page(
+        request.GET.get("lines_page")
+    )
+    written_lines.object_list = selectors.with_po_numbers(rows=written_lines.object_list)
     return render(
         request,
         "ingestion/detail.html",
@@ -151,9 +155,7 @@ def upload_detail(request, upload_id):
                     if value is not None
                 }
             ),
-            "written_lines": Paginator(selectors.lines_written_by(upload=upload), LINES_PER_PAGE).get_page(
-                request.GET.get("lines_page")
-            ),
+            "written_lines": written_lines,
             "issue_counts": {
                 "all": selectors.row_issues(upload=upload).count(),
                 "error": selectors.row_issues(upload=upload, severity=RowIssue.Severity.ERROR).count(),

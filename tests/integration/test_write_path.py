@@ -15,7 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from ingestion.dimensions import IdCache, upsert_dimensions
 from ingestion.line_writers import StagingLineWriter, TransactionLineWriter, open_line_writer
-from ingestion.models import Material, PurchaseOrder, PurchaseOrderLine, StagedLine, Supplier
+from ingestion.models import LineVersion, Material, PurchaseOrder, PurchaseOrderLine, StagedLine, Supplier
 from ingestion.validation import LINE_COLUMNS
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
@@ -237,6 +237,40 @@ def test_line_writer_counts_created_updated_and_unchanged_lines_exactly(writer_c
     # An unchanged line is not written at all.
     assert PurchaseOrderLine.objects.get(purchase_order__po_number="PO2", line_number=1).updated_at == before[1]
     assert load(writer_class, [second]) == (0, 0)
+
+
+def versions_of(po: str, line: int) -> list[tuple]:
+    line_id = PurchaseOrderLine.objects.get(purchase_order__po_number=po, line_number=line).pk
+    return list(
+        LineVersion.objects.filter(line_id=line_id)
+        .order_by("id")
+        .values_list("kind", "unit_price", "upload_id", "valid_from", "valid_to")
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("writer_class", WRITERS)
+def test_line_writer_records_the_state_a_change_replaces_and_nothing_for_created_lines(writer_class):
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    rows = [("S1", "M1", "PO1", 1, "2", "1.50"), ("S1", "M2", "PO1", 2, "3", "2.25")]
+    assert load(writer_class, [lines(*rows)], upload_id=first) == (2, 0)
+    assert LineVersion.objects.count() == 0  # a created line is its own version
+    created_at = PurchaseOrderLine.objects.get(purchase_order__po_number="PO1", line_number=2).created_at
+
+    assert load(writer_class, [lines(rows[0], ("S1", "M2", "PO1", 2, "3", "2.40"))], upload_id=second) == (0, 1)
+    (old, new) = versions_of("PO1", 2)
+    assert old[:3] == ("created", Decimal("2.25"), first) and old[3] == created_at
+    assert new[:3] == ("updated", Decimal("2.4"), second) and new[4] is None
+    assert old[4] == new[3]  # the replaced state ends where the new one begins
+    assert versions_of("PO1", 1) == []  # unchanged: nothing written
+
+    assert load(writer_class, [lines(rows[0], ("S1", "M2", "PO1", 2, "3", "2.60"))], upload_id=third) == (0, 1)
+    assert [(kind, price, upload, until is None) for kind, price, upload, _, until in versions_of("PO1", 2)] == [
+        ("created", Decimal("2.25"), first, False),
+        ("updated", Decimal("2.4"), second, False),
+        ("updated", Decimal("2.6"), third, True),
+    ]
+    assert LineVersion.objects.count() == 3
 
 
 @pytest.mark.django_db(transaction=True)
