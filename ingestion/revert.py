@@ -7,9 +7,9 @@ suppliers, materials and purchase orders it created go unless something else use
 What a line had before the upload is the version just before the upload's first version of
 that line (versions of one line are numbered in the order they were written: a load waits
 for the lines another holds). The lines it created that nothing changed since have no
-version (`line_history`): the revert records theirs first. A line a later upload changed since is not the upload's to
-take back (unless that later upload was reverted itself): then nothing is reverted, and
-the caller lists those lines and uploads."""
+version (`line_history`): the revert records theirs first. A line a later upload changed
+since is not the upload's to take back (unless that later upload was reverted itself):
+then nothing is reverted, and the caller lists those lines and uploads."""
 
 from __future__ import annotations
 
