@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
@@ -63,40 +64,10 @@ def capture(path: Path) -> tuple[str, int | None, list[str]]:
     return str(upload.pk), user.pk, handed
 
 
-def replay(url: str, upload_id: str, user_id: int | None, batches: list[str]) -> tuple[float, float]:
-    """The batches through the writer's own statement, in one transaction, on emptied lines
-    and versions. Returns (wall seconds, backend CPU seconds)."""
-    import psycopg
-    from django.utils import timezone
-
-    from ingestion import line_writers
-    from ingestion.models import LineVersion, PurchaseOrderLine
-
-    now = timezone.now()
-    sql, tail = line_writers.batch_statement(upload_id=upload_id, policy="update", now=now, user_id=user_id)
-    tables = f"{PurchaseOrderLine._meta.db_table}, {LineVersion._meta.db_table}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {tables} CASCADE")
-        conn.execute("CHECKPOINT")
-    with psycopg.connect(url) as conn:
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        for setting in (
-            "SET CONSTRAINTS ALL IMMEDIATE",
-            "SET LOCAL synchronous_commit TO OFF",
-            "SET LOCAL enable_seqscan TO OFF",
-        ):
-            conn.execute(setting)
-        cpu = backend_cpu_seconds(pid)
-        started = time.perf_counter()
-        for batch in batches:
-            conn.execute(sql, [*line_writers.batch_parameters(upload_id=upload_id, now=now, lines_json=batch), *tail])
-        conn.commit()
-        return time.perf_counter() - started, backend_cpu_seconds(pid) - cpu
-
-
-def explain(url: str, upload_id: str, user_id: int | None, batches: list[str], index: int) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of batch `index`'s statement, after the batches before it,
-    on emptied lines and versions, in the writer's transaction, rolled back."""
+@contextmanager
+def writer_session(url: str, upload_id: str, user_id: int | None, batches: list[str]):
+    """Lines and versions emptied, then a connection in the writer's transaction with its
+    settings; yields (connection, statement, each batch's full parameters)."""
     import psycopg
     from django.utils import timezone
 
@@ -107,6 +78,7 @@ def explain(url: str, upload_id: str, user_id: int | None, batches: list[str], i
     sql, tail = line_writers.batch_statement(upload_id=upload_id, policy="update", now=now, user_id=user_id)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {PurchaseOrderLine._meta.db_table}, {LineVersion._meta.db_table} CASCADE")
+        conn.execute("CHECKPOINT")
     with psycopg.connect(url) as conn:
         for setting in (
             "SET CONSTRAINTS ALL IMMEDIATE",
@@ -114,10 +86,36 @@ def explain(url: str, upload_id: str, user_id: int | None, batches: list[str], i
             "SET LOCAL enable_seqscan TO OFF",
         ):
             conn.execute(setting)
-        params = [line_writers.batch_parameters(upload_id=upload_id, now=now, lines_json=b) for b in batches]
+        yield (
+            conn,
+            sql,
+            [
+                [*line_writers.batch_parameters(upload_id=upload_id, now=now, lines_json=batch), *tail]
+                for batch in batches
+            ],
+        )
+
+
+def replay(url: str, upload_id: str, user_id: int | None, batches: list[str]) -> tuple[float, float]:
+    """The batches through the writer's own statement, in one transaction, on emptied lines
+    and versions. Returns (wall seconds, backend CPU seconds)."""
+    with writer_session(url, upload_id, user_id, batches) as (conn, sql, params):
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        cpu = backend_cpu_seconds(pid)
+        started = time.perf_counter()
+        for batch in params:
+            conn.execute(sql, batch)
+        conn.commit()
+        return time.perf_counter() - started, backend_cpu_seconds(pid) - cpu
+
+
+def explain(url: str, upload_id: str, user_id: int | None, batches: list[str], index: int) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of batch `index`'s statement, after the batches before it,
+    on emptied lines and versions, in the writer's transaction, rolled back."""
+    with writer_session(url, upload_id, user_id, batches) as (conn, sql, params):
         for batch in params[:index]:
-            conn.execute(sql, [*batch, *tail])
-        plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", [*params[index], *tail]).fetchall()
+            conn.execute(sql, batch)
+        plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params[index]).fetchall()
         conn.rollback()
     return "\n".join(row[0] for row in plan)
 

@@ -257,8 +257,15 @@ def lines_written_by(*, upload: Upload) -> QuerySet:
             seq=Value(0),
             number=F("line_number"),
             order=F("purchase_order_id"),
-            kind_value=Value(LineVersion.Kind.CREATED.value),
-            kind_label=Value(str(LineVersion.Kind.CREATED.label)),
+            # As `line_history.implicit_version` tells them: created unless changed while history was off.
+            kind_value=Case(
+                When(created_at=F("updated_at"), then=Value(LineVersion.Kind.CREATED.value)),
+                default=Value(LineVersion.Kind.UPDATED.value),
+            ),
+            kind_label=Case(
+                When(created_at=F("updated_at"), then=Value(str(LineVersion.Kind.CREATED.label))),
+                default=Value(str(LineVersion.Kind.UPDATED.label)),
+            ),
             qty=F("quantity"),
             price=F("unit_price"),
             cur=F("currency"),
